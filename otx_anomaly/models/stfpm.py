@@ -1,0 +1,96 @@
+"""STFPM with a task head, offline teacher weights and a configurable SGD, over anomalib's ``Stfpm``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from anomalib.models import Stfpm as AnomalibStfpm
+from anomalib.models.components import TimmFeatureExtractor
+from anomalib.models.image.stfpm.anomaly_map import AnomalyMapGenerator
+from anomalib.models.image.stfpm.loss import STFPMLoss
+from anomalib.models.image.stfpm.torch_model import STFPMModel
+from torch import nn
+
+from otx_anomaly.errors import ConfigError
+from otx_anomaly.models.backbone import check_backbone, init_backbone
+from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
+from otx_anomaly.prediction import TaskHead
+from otx_anomaly.tasks import AnomalyTask
+
+
+class _STFPMModel(STFPMModel):
+    """anomalib's ``STFPMModel`` whose teacher is built untrained and filled by ``init_backbone``.
+
+    anomalib's constructor always downloads the teacher's weights, which fails offline.
+    """
+
+    def __init__(self, layers: Sequence[str], backbone: str) -> None:
+        nn.Module.__init__(self)
+        self.tiler = None
+        self.backbone = backbone
+        self.teacher_model = TimmFeatureExtractor(backbone=backbone, pre_trained=False, layers=layers).eval()
+        self.student_model = TimmFeatureExtractor(
+            backbone=backbone, pre_trained=False, layers=layers, requires_grad=True
+        )
+        for parameter in self.teacher_model.parameters():
+            parameter.requires_grad = False
+        self.anomaly_map_generator = AnomalyMapGenerator()
+
+
+class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
+    """STFPM: a student network learns to reproduce a pretrained teacher's feature pyramid on
+    normal images; where it fails, the image is anomalous.
+
+    Args:
+        task: what predictions carry (classification, detection or segmentation).
+        backbone: timm CNN name for teacher and student (``resnet18`` or ``wide_resnet50_2``).
+        layers: layers whose features the student matches (MSE over the normalized pyramid).
+        pre_trained: start the teacher from ImageNet weights (downloaded unless
+            ``backbone_weights`` is given). Without them STFPM learns little.
+        backbone_weights: local state-dict file for the teacher, used instead of a download.
+        lr, momentum, weight_decay: the student's SGD settings (the product's defaults
+            0.4, 0.9 and 1e-4; anomalib fixes weight decay at 1e-3).
+        image_size: (height, width) the images are resized to before the networks.
+        min_box_area: detection drops connected components smaller than this many pixels.
+    """
+
+    def __init__(
+        self,
+        task: AnomalyTask | str = AnomalyTask.SEGMENTATION,
+        backbone: str = "resnet18",
+        layers: Sequence[str] = DEFAULT_LAYERS,
+        pre_trained: bool = True,
+        backbone_weights: str | Path | None = None,
+        lr: float = 0.4,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        image_size: tuple[int, int] = (256, 256),
+        min_box_area: int = 16,
+    ) -> None:
+        task = AnomalyTask.parse(task)
+        layers = list(layers)
+        check_backbone(backbone, layers)
+        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
+            raise ConfigError(
+                f"SGD needs lr > 0, 0 <= momentum < 1 and weight_decay >= 0; got lr={lr}, "
+                f"momentum={momentum}, weight_decay={weight_decay}."
+            )
+        # Skip anomalib's Stfpm.__init__: it only builds STFPMModel (which downloads) and the loss.
+        super(AnomalibStfpm, self).__init__(**anomalib_components(task, image_size, self.configure_pre_processor))
+        self.model = _STFPMModel(layers=layers, backbone=backbone)
+        self.loss = STFPMLoss()
+        self.task = task
+        self.head = TaskHead(task, min_box_area)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        init_backbone(self.model.teacher_model, pre_trained, backbone_weights)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            self.model.student_model.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            dampening=0.0,
+            weight_decay=self.weight_decay,
+        )

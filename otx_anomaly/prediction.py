@@ -1,0 +1,109 @@
+"""Per-image predictions and the task heads that make them.
+
+This module uses numpy and OpenCV only (no torch), so the Lightning models and the OpenVINO
+runtime post-process anomaly maps with the very same code and give the same boxes and masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from otx_anomaly.tasks import AnomalyTask
+
+#: Normalized scores and maps put the threshold here (the OpenVINO Training Extensions convention).
+NORMALIZED_THRESHOLD = 0.5
+
+
+@dataclass
+class AnomalyPrediction:
+    """What the model says about one image; fields a task does not produce are ``None``.
+
+    Scores and maps are normalized to [0, 1] with the threshold at 0.5. Boxes are
+    ``x1, y1, x2, y2`` in pixels of the original image, both corners inclusive.
+    """
+
+    task: AnomalyTask
+    pred_score: float
+    pred_label: bool
+    image_path: str | None = None
+    pred_boxes: np.ndarray | None = None  # (N, 4) int32, detection and segmentation
+    box_scores: np.ndarray | None = None  # (N,) float32, max of the anomaly map inside each box
+    anomaly_map: np.ndarray | None = None  # (H, W) float32, segmentation
+    pred_mask: np.ndarray | None = None  # (H, W) bool, segmentation
+
+
+def boxes_from_mask(
+    mask: np.ndarray,
+    anomaly_map: np.ndarray,
+    min_box_area: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes around the 8-connected components of ``mask``, scored by the map's maximum inside.
+
+    Components with fewer than ``min_box_area`` pixels are dropped as specks.
+
+    >>> mask = np.zeros((6, 8), bool); mask[1:3, 2:5] = True; mask[5, 7] = True
+    >>> boxes, scores = boxes_from_mask(mask, mask.astype(np.float32), min_box_area=2)
+    >>> boxes.tolist(), scores.tolist()
+    ([[2, 1, 4, 2]], [1.0])
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    boxes, scores = [], []
+    for label in range(1, count):
+        x, y, w, h, area = stats[label]
+        if area < min_box_area:
+            continue
+        boxes.append((x, y, x + w - 1, y + h - 1))
+        scores.append(anomaly_map[labels == label].max())
+    return (
+        np.asarray(boxes, dtype=np.int32).reshape(-1, 4),
+        np.asarray(scores, dtype=np.float32).reshape(-1),
+    )
+
+
+class TaskHead:
+    """Turns a normalized image score and anomaly map into the task's prediction.
+
+    The map comes at the model's input resolution; the head resizes it (bilinear) to the
+    original image size, thresholds it at 0.5 and, for detection, boxes its components.
+    Normal images get no boxes.
+    """
+
+    def __init__(self, task: AnomalyTask | str, min_box_area: int = 0) -> None:
+        self.task = AnomalyTask.parse(task)
+        if min_box_area < 0:
+            from otx_anomaly.errors import ConfigError
+
+            raise ConfigError(f"min_box_area must be >= 0 pixels, got {min_box_area}.")
+        self.min_box_area = int(min_box_area)
+
+    def __call__(
+        self,
+        pred_score: float,
+        anomaly_map: np.ndarray | None,
+        original_size: tuple[int, int],
+        image_path: str | None = None,
+    ) -> AnomalyPrediction:
+        """``original_size`` is (height, width); ``anomaly_map`` is (h, w), normalized."""
+        label = bool(pred_score > NORMALIZED_THRESHOLD)
+        prediction = AnomalyPrediction(
+            task=self.task, pred_score=float(pred_score), pred_label=label, image_path=image_path
+        )
+        if self.task == AnomalyTask.CLASSIFICATION or anomaly_map is None:
+            return prediction
+        height, width = original_size
+        full_map = np.asarray(anomaly_map, dtype=np.float32).reshape(anomaly_map.shape[-2:])
+        if full_map.shape != (height, width):
+            full_map = cv2.resize(full_map, (width, height), interpolation=cv2.INTER_LINEAR)
+        mask = full_map > NORMALIZED_THRESHOLD
+        if label:
+            prediction.pred_boxes, prediction.box_scores = boxes_from_mask(mask, full_map, self.min_box_area)
+        else:
+            prediction.pred_boxes = np.zeros((0, 4), np.int32)
+            prediction.box_scores = np.zeros((0,), np.float32)
+        if self.task == AnomalyTask.SEGMENTATION:
+            prediction.anomaly_map = full_map
+            prediction.pred_mask = mask
+        return prediction

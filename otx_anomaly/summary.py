@@ -1,0 +1,56 @@
+"""What the user sees at the end of a command: where the model is, its thresholds, its predictions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lightning.pytorch import Trainer
+from rich.console import Console
+from rich.table import Table
+
+from otx_anomaly.prediction import AnomalyPrediction
+
+console = Console()
+
+
+def _threshold_rows(model: object) -> list[tuple[str, str]]:
+    post = getattr(model, "post_processor", None)
+    rows = []
+    for name in ("image_threshold", "pixel_threshold"):
+        value = getattr(post, name, None)
+        if value is not None and not math.isnan(float(value)):
+            rows.append((f"{name} (raw score)", f"{float(value):.4f}"))
+    return rows
+
+
+def print_fit_summary(trainer: Trainer) -> None:
+    """Best checkpoint, thresholds, last validation metrics, and the commands to use the model."""
+    table = Table(title="Training finished", show_header=False)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
+    path = best or last
+    for key, value in sorted(trainer.callback_metrics.items()):
+        table.add_row(key, f"{float(value):.4f}")
+    for row in _threshold_rows(trainer.lightning_module):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"checkpoint: {path or '(none saved)'}", soft_wrap=True)
+    if path:
+        console.print(f"Next: test or predict with the same arguments plus --ckpt_path {path}", soft_wrap=True)
+
+
+def print_predictions(predictions: Sequence[AnomalyPrediction], top: int = 20) -> None:
+    """The highest-scoring images and the count of normal and anomalous ones."""
+    anomalous = sum(p.pred_label for p in predictions)
+    table = Table(title=f"Predictions: {anomalous} anomalous, {len(predictions) - anomalous} normal "
+                        f"(score > 0.5 is anomalous; top {min(top, len(predictions))} shown)")
+    table.add_column("image")
+    table.add_column("score", justify="right")
+    table.add_column("label")
+    table.add_column("boxes", justify="right")
+    for p in sorted(predictions, key=lambda p: p.pred_score, reverse=True)[:top]:
+        boxes = "-" if p.pred_boxes is None else str(len(p.pred_boxes))
+        table.add_row(str(p.image_path), f"{p.pred_score:.3f}", "anomalous" if p.pred_label else "normal", boxes)
+    console.print(table)

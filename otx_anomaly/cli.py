@@ -2,7 +2,7 @@
 
 Subcommands ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's: ``--config`` takes a
 recipe and every model, data and trainer argument can be overridden on the command line.
-``demo`` generates a small synthetic dataset and trains and tests on it.
+``demo`` generates a small synthetic dataset and trains, tests and predicts on it.
 """
 
 from __future__ import annotations
@@ -12,90 +12,93 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
-from otx_anomaly.errors import OtxAnomalyError
+# anomalib's package import warns about its own deprecated modules; users cannot act on that.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(timm|anomalib)(\..*)?")
+
+from anomalib.data.datamodules.base.image import AnomalibDataModule  # noqa: E402
+from anomalib.models.components import AnomalibModule  # noqa: E402
+from jsonargparse import Namespace  # noqa: E402
+from jsonargparse._util import import_object  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+
+from otx_anomaly.errors import OtxAnomalyError  # noqa: E402
+from otx_anomaly.summary import print_fit_summary, print_predictions  # noqa: E402
 
 logger = logging.getLogger("otx_anomaly")
 
 
-def _quiet_imports() -> None:
-    """anomalib's package import warns about its own deprecated modules; users cannot act on that."""
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(timm|anomalib)\..*")
-    warnings.filterwarnings("ignore", message=r".*anomalib\.models\.components\.dinov2.*")
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time, so redirections made later still apply."""
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
-def _cli_class() -> type:
-    from anomalib.data.datamodules.base.image import AnomalibDataModule
-    from anomalib.models.components import AnomalibModule
-    from lightning.pytorch.cli import LightningCLI
+class OTXAnomalyCLI(LightningCLI):
+    """LightningCLI whose model and data are any anomalib model and data module (ours in the recipes)."""
 
-    from otx_anomaly.summary import print_fit_summary, print_predictions
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=AnomalibModule,
+            datamodule_class=AnomalibDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,  # STFPM's SGD is set by model.lr, momentum, weight_decay
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+        )
 
-    class OTXAnomalyCLI(LightningCLI):
-        """LightningCLI with any anomalib model (ours first) and data module as subclasses."""
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError:
+            self._raise_user_error()
+            raise
 
-        def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
-            super().__init__(
-                model_class=AnomalibModule,
-                datamodule_class=AnomalibDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                auto_configure_optimizers=False,  # STFPM's SGD is set by model.lr/momentum/weight_decay
-                save_config_kwargs={"overwrite": True},
-                parser_kwargs={"parser_mode": "omegaconf"},
-                args=args,
-                run=run,
-            )
+    def _raise_user_error(self) -> None:
+        """Surface the OtxAnomalyError that jsonargparse folded into a union-type message.
 
-        def instantiate_classes(self) -> None:
+        For optional class arguments jsonargparse tries ``None`` first and chains only that
+        attempt's exception; building the model and data again from the parsed config raises
+        our own error with its message intact. Runs only when instantiation already failed.
+        """
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        for key in ("model", "data"):
+            spec = config.get(key) if config is not None else None
+            if not isinstance(spec, Namespace) or "class_path" not in spec:
+                continue
+            init_args = spec.get("init_args") or Namespace()
+            if any(isinstance(v, Namespace) for v in vars(init_args).values()):
+                continue  # nested classes: keep jsonargparse's message
             try:
-                super().instantiate_classes()
-            except ValueError as error:
-                self._raise_user_error()
-                raise error
+                import_object(spec.class_path)(**vars(init_args))
+            except OtxAnomalyError:
+                raise
+            except Exception:  # noqa: BLE001, S112 - only our own errors are re-raised here
+                continue
 
-        def _raise_user_error(self) -> None:
-            """Surface the OtxAnomalyError that jsonargparse folded into a union-type message.
+    def after_fit(self) -> None:
+        print_fit_summary(self.trainer)
 
-            For optional class arguments jsonargparse tries ``None`` first and chains only that
-            attempt's exception; building the model and data again from the parsed config
-            raises our own error with its message intact.
-            """
-            from jsonargparse import Namespace
-            from jsonargparse._util import import_object
-
-            config = self.config.get(self.subcommand) if self.subcommand else self.config
-            for key in ("model", "data"):
-                spec = config.get(key) if config is not None else None
-                if not isinstance(spec, Namespace) or "class_path" not in spec:
-                    continue
-                init_args = spec.get("init_args") or Namespace()
-                if any(isinstance(v, Namespace) for v in vars(init_args).values()):
-                    continue  # nested classes: leave the original message
-                try:
-                    import_object(spec.class_path)(**vars(init_args))
-                except OtxAnomalyError:
-                    raise
-                except Exception:  # noqa: BLE001,S112 - only our own errors are re-raised here
-                    continue
-
-        def after_fit(self) -> None:
-            print_fit_summary(self.trainer)
-
-        def predict(self, model, datamodule=None, ckpt_path=None, **kwargs) -> None:  # noqa: ANN001
-            predictions = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
-            print_predictions([p for batch in predictions or [] for p in batch])
-
-    return OTXAnomalyCLI
+    def predict(self, model: Any, datamodule: Any = None, ckpt_path: str | None = None, **kwargs: Any) -> None:
+        predictions = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
+        print_predictions([p for batch in predictions or [] for p in batch])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user mistakes end with a one-paragraph message and exit code 2, not a traceback."""
     explicit = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_imports()
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(os.environ.get("OTX_ANOMALY_LOG", "INFO"))
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(argv[1:])
         else:
-            _cli_class()(args=argv if explicit else None)
+            OTXAnomalyCLI(args=argv if explicit else None)
     except OtxAnomalyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

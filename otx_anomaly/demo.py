@@ -58,7 +58,9 @@ def run_demo(argv: Sequence[str]) -> dict[str, float]:
     make_demo_dataset(args.root)
     print(f"Demo dataset written to {args.root}/demo (MVTec AD layout).")
     model = build_model(args.model, args.task, args.backbone_weights)
-    datamodule = MVTecDataModule(root=args.root, category="demo", train_batch_size=16, eval_batch_size=16, num_workers=0)
+    datamodule = MVTecDataModule(
+        root=args.root, category="demo", train_batch_size=16, eval_batch_size=16, num_workers=0
+    )
     trainer_args = {**model.trainer_arguments}
     if args.model == "stfpm":
         trainer_args["max_epochs"] = args.max_epochs

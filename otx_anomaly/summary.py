@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 from lightning.pytorch import Trainer
@@ -44,13 +45,17 @@ def print_fit_summary(trainer: Trainer) -> None:
 def print_predictions(predictions: Sequence[AnomalyPrediction], top: int = 20) -> None:
     """The highest-scoring images and the count of normal and anomalous ones."""
     anomalous = sum(p.pred_label for p in predictions)
+    paths = [p.image_path for p in predictions if p.image_path]
+    common = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    caption = f"paths relative to {common}" if common else None
     table = Table(title=f"Predictions: {anomalous} anomalous, {len(predictions) - anomalous} normal "
-                        f"(score > 0.5 is anomalous; top {min(top, len(predictions))} shown)")
-    table.add_column("image")
+                        f"(score > 0.5 is anomalous; top {min(top, len(predictions))} shown)", caption=caption)
+    table.add_column("image", overflow="fold")
     table.add_column("score", justify="right")
     table.add_column("label")
     table.add_column("boxes", justify="right")
     for p in sorted(predictions, key=lambda p: p.pred_score, reverse=True)[:top]:
         boxes = "-" if p.pred_boxes is None else str(len(p.pred_boxes))
-        table.add_row(str(p.image_path), f"{p.pred_score:.3f}", "anomalous" if p.pred_label else "normal", boxes)
+        name = os.path.relpath(p.image_path, common) if p.image_path and common else str(p.image_path)
+        table.add_row(name, f"{p.pred_score:.3f}", "anomalous" if p.pred_label else "normal", boxes)
     console.print(table)

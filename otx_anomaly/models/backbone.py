@@ -32,7 +32,8 @@ def check_backbone(backbone: str, layers: Sequence[str]) -> None:
         raise ConfigError(f"Unknown backbone {backbone!r}: it is not a timm model name.{hint}")
     if not layers:
         raise ConfigError("`layers` is empty: give at least one backbone layer, e.g. [layer1, layer2, layer3].")
-    probe = timm.create_model(backbone, pretrained=False, features_only=True)
+    with torch.random.fork_rng(devices=[]):  # leave the seeded RNG as anomalib would find it
+        probe = timm.create_model(backbone, pretrained=False, features_only=True)
     available = [info["module"] for info in probe.feature_info.info]
     unknown = [layer for layer in layers if layer not in available]
     if unknown:

@@ -1,0 +1,136 @@
+"""Models: options, offline weights, checkpoints, and a plain Lightning Trainer without our CLI."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from otx_anomaly.data import MVTecDataModule
+from otx_anomaly.errors import ConfigError, WeightsError
+from otx_anomaly.models import Padim, Stfpm
+from otx_anomaly.prediction import AnomalyPrediction
+from otx_anomaly.tasks import AnomalyTask
+
+SMALL = {"image_size": (64, 64), "pre_trained": False}
+
+
+def _trainer(tmp_path, model, **overrides) -> pl.Trainer:
+    args = {**model.trainer_arguments, "default_root_dir": tmp_path, "logger": False,
+            "enable_progress_bar": False, "enable_model_summary": False, **overrides}
+    return pl.Trainer(**args)
+
+
+def _data(root) -> MVTecDataModule:
+    return MVTecDataModule(root=root, category="demo", train_batch_size=8, eval_batch_size=8, num_workers=0)
+
+
+@pytest.mark.parametrize("model_class", [Padim, Stfpm])
+def test_bad_options_are_config_errors_that_name_the_fix(model_class):
+    with pytest.raises(ConfigError, match="Unknown backbone 'resnet1'.*resnet18"):
+        model_class(backbone="resnet1", **SMALL)
+    with pytest.raises(ConfigError, match="has no layer 'layer9'.*layer1, layer2"):
+        model_class(layers=["layer1", "layer9"], **SMALL)
+    with pytest.raises(ConfigError, match="Unknown task"):
+        model_class(task="boxes", **SMALL)
+    with pytest.raises(ConfigError, match="image_size"):
+        model_class(image_size=(8, 8), pre_trained=False)
+
+
+def test_padim_n_features_is_checked_against_the_embedding():
+    with pytest.raises(ConfigError, match="n_features.*448.*found 1000"):
+        Padim(n_features=1000, **SMALL)
+    assert Padim(**SMALL).model.n_features == 100  # the paper's value for resnet18
+
+
+def test_offline_without_weights_names_both_options():
+    with pytest.raises(WeightsError, match="backbone_weights.*pre_trained: false"):
+        Padim(image_size=(64, 64))
+    with pytest.raises(WeightsError, match="backbone_weights.*pre_trained: false"):
+        Stfpm(image_size=(64, 64))
+
+
+def test_backbone_weights_file_is_loaded_and_checked(tmp_path):
+    source = Padim(**SMALL).model.feature_extractor.feature_extractor.state_dict()
+    source = {k: v + 1.0 if v.is_floating_point() else v for k, v in source.items()}
+    safetensors_file, torch_file = tmp_path / "w.safetensors", tmp_path / "w.pt"
+    save_file(source, str(safetensors_file))
+    torch.save(source, torch_file)
+    for path in (safetensors_file, torch_file):
+        padim = Padim(backbone_weights=path, image_size=(64, 64))
+        loaded = padim.model.feature_extractor.feature_extractor.state_dict()
+        assert torch.equal(loaded["conv1.weight"], source["conv1.weight"])
+        stfpm = Stfpm(backbone_weights=path, image_size=(64, 64))
+        assert torch.equal(stfpm.model.teacher_model.feature_extractor.state_dict()["conv1.weight"],
+                           source["conv1.weight"])
+    partial = {k: v for k, v in source.items() if not k.startswith("layer3")}
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(WeightsError, match="lacks .* weights .*layer3"):
+        Padim(backbone_weights=tmp_path / "partial.safetensors", image_size=(64, 64))
+    (tmp_path / "broken.safetensors").write_bytes(b"not a weights file")
+    with pytest.raises(WeightsError, match="Cannot read backbone weights from .*broken.safetensors"):
+        Padim(backbone_weights=tmp_path / "broken.safetensors", image_size=(64, 64))
+    with pytest.raises(WeightsError, match="does not exist"):
+        Padim(backbone_weights=tmp_path / "missing.safetensors", image_size=(64, 64))
+
+
+def test_stfpm_sgd_follows_the_arguments():
+    optimizer = Stfpm(**SMALL).configure_optimizers()
+    assert isinstance(optimizer, torch.optim.SGD)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.4, 0.9, 1e-4)
+    group = Stfpm(lr=0.01, momentum=0.5, weight_decay=0.0, **SMALL).configure_optimizers().param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.01, 0.5, 0.0)
+    model = Stfpm(**SMALL)
+    trained = {id(p) for p in model.configure_optimizers().param_groups[0]["params"]}
+    assert trained == {id(p) for p in model.model.student_model.parameters()}, "only the student learns"
+
+
+@pytest.mark.parametrize("model_class", [Padim, Stfpm])
+@pytest.mark.parametrize("task", list(AnomalyTask))
+def test_plain_trainer_fit_test_predict(model_class, task, demo_root, tmp_path):
+    pl.seed_everything(0)
+    model = model_class(task=task, **SMALL)
+    trainer = _trainer(tmp_path, model, max_epochs=1)
+    datamodule = _data(demo_root)
+    trainer.fit(model, datamodule=datamodule)
+    metrics = trainer.test(model, datamodule=datamodule)[0]
+    assert 0.0 <= metrics["image_AUROC"] <= 1.0
+    assert ("pixel_AUROC" in metrics) == (task != AnomalyTask.CLASSIFICATION)
+    predictions = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
+    assert len(predictions) == len(datamodule.test_data)
+    for prediction in predictions:
+        assert isinstance(prediction, AnomalyPrediction) and prediction.task is task
+        assert 0.0 <= prediction.pred_score <= 1.0
+        assert prediction.pred_label == (prediction.pred_score > 0.5)
+        if task == AnomalyTask.CLASSIFICATION:
+            assert prediction.pred_boxes is None and prediction.pred_mask is None
+        else:
+            assert prediction.pred_boxes is not None
+            if not prediction.pred_label:
+                assert len(prediction.pred_boxes) == 0
+        if task == AnomalyTask.SEGMENTATION:
+            assert prediction.pred_mask.shape == prediction.anomaly_map.shape == (64, 64)
+
+
+def test_checkpoint_reloads_without_weights_and_predicts_the_same(demo_root, tmp_path):
+    pl.seed_everything(0)
+    model = Padim(task="detection", **SMALL)
+    trainer = _trainer(tmp_path, model)
+    datamodule = _data(demo_root)
+    trainer.fit(model, datamodule=datamodule)
+    before = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
+    checkpoint_path = trainer.checkpoint_callback.best_model_path
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["pre_trained"] is False
+    assert checkpoint["hyper_parameters"]["task"] == "detection"
+
+    reloaded = Padim.load_from_checkpoint(checkpoint_path)
+    assert reloaded.task is AnomalyTask.DETECTION
+    after = [p for batch in _trainer(tmp_path, reloaded).predict(reloaded, datamodule=datamodule) for p in batch]
+    assert [p.pred_score for p in after] == [p.pred_score for p in before]
+    assert [p.pred_label for p in after] == [p.pred_label for p in before]
+    for a, b in zip(after, before, strict=True):
+        np.testing.assert_array_equal(a.pred_boxes, b.pred_boxes)

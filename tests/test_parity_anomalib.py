@@ -1,0 +1,42 @@
+"""Our Padim must score exactly as anomalib's own Padim trained with anomalib's Engine."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_padim_matches_anomalib_engine(ball_screw_root, weights_path, tmp_path):
+    import lightning.pytorch as pl
+    from anomalib.data import MVTecAD
+    from anomalib.engine import Engine
+    from anomalib.models import Padim as AnomalibPadim
+
+    from otx_anomaly.data import MVTecDataModule
+    from otx_anomaly.models import Padim
+    from otx_anomaly.models.backbone import load_backbone_weights
+
+    category = "ball_screw_drive"
+
+    pl.seed_everything(7)
+    reference = AnomalibPadim(pre_trained=False, visualizer=False)
+    load_backbone_weights(reference.model.feature_extractor, weights_path)
+    engine = Engine(default_root_dir=tmp_path / "anomalib", logger=False, enable_progress_bar=False)
+    reference_data = MVTecAD(root=ball_screw_root, category=category, num_workers=0)
+    engine.fit(model=reference, datamodule=reference_data)
+    expected = engine.test(model=reference, datamodule=reference_data)[0]
+
+    pl.seed_everything(7)
+    ours = Padim(task="segmentation", backbone_weights=weights_path)
+    trainer = pl.Trainer(
+        **ours.trainer_arguments, default_root_dir=tmp_path / "ours", logger=False, enable_progress_bar=False
+    )
+    data = MVTecDataModule(root=ball_screw_root, category=category, num_workers=0)
+    trainer.fit(ours, datamodule=data)
+    got = trainer.test(ours, datamodule=data)[0]
+
+    assert (ours.model.idx == reference.model.idx).all(), "same seed must draw the same feature subset"
+    for key in ("image_AUROC", "pixel_AUROC"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-4), key
+    assert expected["image_AUROC"] > 0.6, "the reference itself must have learned something"

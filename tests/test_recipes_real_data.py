@@ -1,0 +1,87 @@
+"""The six recipes fit, test and predict on real BSData images, each giving its task's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from otx_anomaly.cli import OTXAnomalyCLI
+from otx_anomaly.tasks import AnomalyTask
+
+pytestmark = pytest.mark.slow
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+CATEGORY = "ball_screw_drive"
+
+
+def _gt_components(mask_path: str) -> list[np.ndarray]:
+    mask = np.asarray(Image.open(mask_path)) > 0
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return [labels == label for label in range(1, count)]
+
+
+def _check_detection(predictions) -> None:
+    hits = 0
+    for prediction in predictions:
+        width, height = Image.open(prediction.image_path).size
+        boxes = prediction.pred_boxes
+        assert boxes.shape[1] == 4 and len(prediction.box_scores) == len(boxes)
+        if not prediction.pred_label:
+            assert len(boxes) == 0, "normal images get no boxes"
+        assert ((boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] < width) & (boxes[:, 3] < height)).all()
+        assert ((boxes[:, 0] <= boxes[:, 2]) & (boxes[:, 1] <= boxes[:, 3])).all()
+        mask_path = Path(prediction.image_path).parents[2] / "ground_truth" / "pitting"
+        mask_file = mask_path / f"{Path(prediction.image_path).stem}_mask.png"
+        if "pitting" not in prediction.image_path or len(boxes) == 0:
+            continue
+        covered = np.zeros((height, width), bool)
+        for x1, y1, x2, y2 in boxes:
+            covered[y1 : y2 + 1, x1 : x2 + 1] = True
+        for region in _gt_components(str(mask_file)):
+            if (region & covered).any():
+                hits += 1
+                # a box that hits a defect covers it, not only touches it
+                assert (region & covered).sum() / region.sum() >= 0.5
+    assert hits > 0, "some boxes must find the pitting"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_recipe_fits_tests_and_predicts(recipe, ball_screw_root, weights_path, tmp_path):
+    args = [
+        "--config", str(RECIPES / recipe),
+        "--data.root", str(ball_screw_root), "--data.category", CATEGORY,
+        "--data.init_args.num_workers", "0",
+        "--model.init_args.backbone_weights", str(weights_path),
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+    ]
+    if recipe.startswith("stfpm"):  # cap training to stay fast: 2 epochs of 2 batches
+        args += ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2"]
+    cli = OTXAnomalyCLI(args=args, run=False)
+    model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    trainer.fit(model, datamodule=datamodule)
+    metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best")[0]
+    predictions = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
+
+    assert len(predictions) == 140
+    if recipe.startswith("padim"):
+        assert metrics["image_AUROC"] > 0.85, metrics
+    task = model.task
+    if task == AnomalyTask.CLASSIFICATION:
+        assert "pixel_AUROC" not in metrics
+        assert all(p.pred_boxes is None and p.pred_mask is None and p.anomaly_map is None for p in predictions)
+    else:
+        assert metrics["pixel_AUROC"] > 0.5
+    if task == AnomalyTask.DETECTION:
+        assert all(p.pred_mask is None for p in predictions)
+        _check_detection(predictions)
+    if task == AnomalyTask.SEGMENTATION:
+        for p in predictions:
+            width, height = Image.open(p.image_path).size
+            assert p.pred_mask.shape == p.anomaly_map.shape == (height, width)
+        anomalous = [p for p in predictions if "pitting" in p.image_path]
+        assert any(p.pred_mask.any() for p in anomalous)

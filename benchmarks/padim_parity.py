@@ -34,6 +34,16 @@ def _run(make_model, datamodule, root: Path) -> tuple[dict, float]:
     return metrics, time.perf_counter() - start
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", nargs="+", type=Path, help="dataset roots in MVTec AD layout")
@@ -52,7 +62,7 @@ def main() -> None:
         load_backbone_weights(model.model.feature_extractor, args.weights)
         return model
 
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; image size 256x256, resnet18")
+    print(f"CPU: {_cpu_name()}, {os.cpu_count()} cores; image size 256x256, resnet18, seed 7")
     print("| dataset/category | image AUROC ours | anomalib | pixel AUROC ours | anomalib | time ours / anomalib |")
     print("|---|---|---|---|---|---|")
     for root in args.roots:

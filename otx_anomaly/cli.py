@@ -67,12 +67,15 @@ class OTXAnomalyCLI(LightningCLI):
         """Surface the OtxAnomalyError that jsonargparse folded into a union-type message.
 
         For optional class arguments jsonargparse tries ``None`` first and chains only that
-        attempt's exception; building the model and data again from the parsed config raises
-        our own error with its message intact. Runs only when instantiation already failed.
+        attempt's exception; building the model, data and callbacks again from the parsed config
+        raises our own error with its message intact. Runs only when instantiation already failed.
         """
         config = self.config.get(self.subcommand) if self.subcommand else self.config
-        for key in ("model", "data"):
-            spec = config.get(key) if config is not None else None
+        if config is None:
+            return
+        trainer = config.get("trainer")
+        callbacks = (trainer.get("callbacks") if trainer is not None else None) or []
+        for spec in [config.get("model"), config.get("data"), *callbacks]:
             if not isinstance(spec, Namespace) or "class_path" not in spec:
                 continue
             init_args = spec.get("init_args") or Namespace()

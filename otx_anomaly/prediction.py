@@ -33,6 +33,8 @@ class AnomalyPrediction:
     box_scores: np.ndarray | None = None  # (N,) float32, max of the anomaly map inside each box
     anomaly_map: np.ndarray | None = None  # (H, W) float32, segmentation
     pred_mask: np.ndarray | None = None  # (H, W) bool, segmentation
+    raw_score: float | None = None  # the model's score before normalization
+    raw_anomaly_map: np.ndarray | None = None  # (H, W) float32 before normalization, segmentation
 
 
 def boxes_from_mask(
@@ -85,18 +87,19 @@ class TaskHead:
         anomaly_map: np.ndarray | None,
         original_size: tuple[int, int],
         image_path: str | None = None,
+        raw_score: float | None = None,
+        raw_anomaly_map: np.ndarray | None = None,
     ) -> AnomalyPrediction:
-        """``original_size`` is (height, width); ``anomaly_map`` is (h, w), normalized."""
+        """``original_size`` is (height, width); ``anomaly_map`` is (h, w), normalized. The raw
+        values, when given, are passed through (the map resized like the normalized one)."""
         label = bool(pred_score > NORMALIZED_THRESHOLD)
         prediction = AnomalyPrediction(
-            task=self.task, pred_score=float(pred_score), pred_label=label, image_path=image_path
+            task=self.task, pred_score=float(pred_score), pred_label=label, image_path=image_path,
+            raw_score=None if raw_score is None else float(raw_score),
         )
         if self.task == AnomalyTask.CLASSIFICATION or anomaly_map is None:
             return prediction
-        height, width = original_size
-        full_map = np.asarray(anomaly_map, dtype=np.float32).reshape(anomaly_map.shape[-2:])
-        if full_map.shape != (height, width):
-            full_map = cv2.resize(full_map, (width, height), interpolation=cv2.INTER_LINEAR)
+        full_map = resize_map(anomaly_map, original_size)
         mask = full_map > NORMALIZED_THRESHOLD
         if label:
             prediction.pred_boxes, prediction.box_scores = boxes_from_mask(mask, full_map, self.min_box_area)
@@ -106,4 +109,15 @@ class TaskHead:
         if self.task == AnomalyTask.SEGMENTATION:
             prediction.anomaly_map = full_map
             prediction.pred_mask = mask
+            if raw_anomaly_map is not None:
+                prediction.raw_anomaly_map = resize_map(raw_anomaly_map, original_size)
         return prediction
+
+
+def resize_map(anomaly_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (…, h, w) map as a (height, width) float32 array, resized bilinearly if needed."""
+    height, width = size
+    resized = np.asarray(anomaly_map, dtype=np.float32).reshape(anomaly_map.shape[-2:])
+    if resized.shape != (height, width):
+        resized = cv2.resize(resized, (width, height), interpolation=cv2.INTER_LINEAR)
+    return resized

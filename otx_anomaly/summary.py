@@ -15,13 +15,18 @@ from otx_anomaly.prediction import AnomalyPrediction
 console = Console()
 
 
-def _threshold_rows(model: object) -> list[tuple[str, str]]:
-    post = getattr(model, "post_processor", None)
+def _threshold_rows(trainer: Trainer) -> list[tuple[str, str]]:
+    post = getattr(trainer.lightning_module, "post_processor", None)
+    rules = next((c.rules for c in trainer.callbacks if hasattr(c, "rules") and c.rules), {})
     rows = []
-    for name in ("image_threshold", "pixel_threshold"):
-        value = getattr(post, name, None)
+    for kind in ("image", "pixel"):
+        value = getattr(post, f"{kind}_threshold", None)
         if value is not None and not math.isnan(float(value)):
-            rows.append((f"{name} (raw score)", f"{float(value):.4f}"))
+            rows.append((f"{kind} threshold (raw)", f"{float(value):.4g}"))
+            if kind in rules:
+                rows.append((f"{kind} threshold rule", rules[kind]))
+    if rows:
+        rows.append(("normalized scores", "threshold at 0.5, validation range spans [0, 1]"))
     return rows
 
 
@@ -34,7 +39,7 @@ def print_fit_summary(trainer: Trainer) -> None:
     path = best or last
     for key, value in sorted(trainer.callback_metrics.items()):
         table.add_row(key, f"{float(value):.4f}")
-    for row in _threshold_rows(trainer.lightning_module):
+    for row in _threshold_rows(trainer):
         table.add_row(*row)
     console.print(table)
     console.print(f"checkpoint: {path or '(none saved)'}", soft_wrap=True)

@@ -26,11 +26,11 @@ def test_fit_then_test_and_predict_from_the_checkpoint(demo_root, tmp_path, caps
     assert main(_args("fit", "padim_det.yaml", demo_root, tmp_path)) == 0
     checkpoint = next(tmp_path.rglob("*.ckpt"))
     out = capsys.readouterr().out
-    assert "Training finished" in out and str(checkpoint) in out and "image_threshold" in out
+    assert "Training finished" in out and str(checkpoint) in out and "image threshold rule" in out
 
     assert main(_args("test", "padim_det.yaml", demo_root, tmp_path, "--ckpt_path", str(checkpoint))) == 0
     out = capsys.readouterr().out
-    assert "image_AUROC" in out and "pixel_AUROC" in out
+    assert "image_AUROC" in out and "box_AP" in out and "Per defect type" in out
 
     assert main(_args("predict", "padim_det.yaml", demo_root, tmp_path, "--ckpt_path", str(checkpoint))) == 0
     out = capsys.readouterr().out
@@ -52,6 +52,7 @@ def test_stfpm_recipe_trains_with_early_stopping_and_checkpointing(demo_root, tm
         (["--model.init_args.task", "segm"], "Unknown task 'segm'"),
         (["--model.init_args.backbone", "resnet1"], "Unknown backbone 'resnet1'"),
         (["--model.init_args.pre_trained", "true"], "backbone_weights.*pre_trained: false"),
+        (["--trainer.callbacks.init_args.image_threshold", "0.3"], "set mode: manual"),
     ],
 )
 def test_user_mistakes_exit_2_with_the_fix_and_no_traceback(override, message, demo_root, tmp_path, capsys):

@@ -98,7 +98,13 @@ def test_plain_trainer_fit_test_predict(model_class, task, demo_root, tmp_path):
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.test(model, datamodule=datamodule)[0]
     assert 0.0 <= metrics["image_AUROC"] <= 1.0
-    assert ("pixel_AUROC" in metrics) == (task != AnomalyTask.CLASSIFICATION)
+    expected = {"image_AUROC", "image_F1Score", "image_Accuracy", "image_Precision", "image_Recall"}
+    if task == AnomalyTask.DETECTION:
+        expected |= {"box_Precision", "box_Recall", "box_F1Score", "box_AP"}
+    if task == AnomalyTask.SEGMENTATION:
+        expected |= {"pixel_AUROC", "pixel_F1Score", "pixel_AUPRO", "pixel_MeanIoU", "pixel_MeanDice"}
+    assert set(metrics) == expected
+    assert all(0.0 <= value <= 1.0 for value in metrics.values())
     predictions = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
     assert len(predictions) == len(datamodule.test_data)
     for prediction in predictions:

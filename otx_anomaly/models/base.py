@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from anomalib.data import Batch
+from lightning.pytorch import Callback
 from PIL import Image
 
 from otx_anomaly.metrics import task_evaluator
@@ -15,7 +16,9 @@ from otx_anomaly.tasks import AnomalyTask
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3")
 
 
-def anomalib_components(task: AnomalyTask, image_size: tuple[int, int], pre_processor_factory: Any) -> dict:
+def anomalib_components(
+    task: AnomalyTask, image_size: tuple[int, int], min_box_area: int, pre_processor_factory: Any
+) -> dict:
     """Keyword arguments for ``AnomalibModule.__init__`` shared by both models."""
     if len(image_size) != 2 or min(image_size) < 32:
         from otx_anomaly.errors import ConfigError
@@ -24,7 +27,7 @@ def anomalib_components(task: AnomalyTask, image_size: tuple[int, int], pre_proc
     return {
         "pre_processor": pre_processor_factory(tuple(int(s) for s in image_size)),
         "post_processor": AnomalyPostProcessor(),
-        "evaluator": task_evaluator(task),
+        "evaluator": task_evaluator(task, min_box_area),
         "visualizer": False,
     }
 
@@ -41,34 +44,51 @@ def original_size(image_path: str | None, fallback: tuple[int, int]) -> tuple[in
 class AnomalyTaskMixin:
     """Mixed in before anomalib's LightningModule: predictions take the form of ``self.task``.
 
-    ``fit``, ``validate`` and ``test`` behave as in anomalib (metrics at the model's input size);
+    ``fit`` and ``validate`` behave as in anomalib; ``test`` returns post-processed batches
+    (normalized scores, labels, masks at the model's input size, so metrics equal anomalib's);
     ``predict`` returns one :class:`~otx_anomaly.prediction.AnomalyPrediction` per image at the
     original image size.
+
+    Unless the Trainer already has them, the model adds an
+    :class:`~otx_anomaly.callbacks.AdaptiveThreshold` (thresholds after validation) and a
+    :class:`~otx_anomaly.callbacks.DefectTypeReport` (per-defect test results) to its callbacks.
     """
 
     task: AnomalyTask
     head: TaskHead
 
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[AnomalyPrediction]:
-        batch = super().predict_step(batch, batch_idx, dataloader_idx)
+    def configure_callbacks(self) -> list[Callback]:
+        from otx_anomaly.callbacks import AdaptiveThreshold, DefectTypeReport
+
+        callbacks = list(super().configure_callbacks())
+        present = list(self._trainer.callbacks) if self._trainer is not None else []
+        for default in (AdaptiveThreshold, DefectTypeReport):
+            if not any(isinstance(callback, default) for callback in present + callbacks):
+                callbacks.append(default())
+        return callbacks
+
+    def test_step(self, batch: Batch, batch_idx: int, *args, **kwargs) -> Batch:
+        batch = super().test_step(batch, batch_idx, *args, **kwargs)
         if self.post_processor is not None:
             self.post_processor.post_process_batch(batch)
-        return self.predictions_from_batch(batch)
+        return batch
 
-    def predictions_from_batch(self, batch: Batch) -> list[AnomalyPrediction]:
-        """Apply the task head to every image of a normalized batch."""
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[AnomalyPrediction]:
+        batch = super().predict_step(batch, batch_idx, dataloader_idx)
+        raw_scores = batch.pred_score.detach().float().cpu().reshape(-1).tolist()
+        raw_maps = None if batch.anomaly_map is None else batch.anomaly_map.detach().float().cpu().numpy()
+        if self.post_processor is not None:
+            self.post_processor.post_process_batch(batch)
         input_size = tuple(batch.image.shape[-2:])
-        paths = batch.image_path or [None] * len(batch.pred_score)
-        maps = batch.anomaly_map if batch.anomaly_map is not None else [None] * len(paths)
+        paths = batch.image_path or [None] * len(raw_scores)
         scores = batch.pred_score.detach().float().cpu().reshape(-1).tolist()
+        maps = [None] * len(paths) if raw_maps is None else batch.anomaly_map.detach().float().cpu().numpy()
         return [
             self.head(
-                score,
-                None if amap is None else amap.detach().float().cpu().numpy(),
-                original_size(path, input_size),
-                image_path=path,
+                scores[i], maps[i], original_size(paths[i], input_size), image_path=paths[i],
+                raw_score=raw_scores[i], raw_anomaly_map=None if raw_maps is None else raw_maps[i],
             )
-            for score, amap, path in zip(scores, maps, paths, strict=True)
+            for i in range(len(paths))
         ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

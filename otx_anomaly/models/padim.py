@@ -56,7 +56,7 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
                 layers=layers,
                 pre_trained=False,  # weights come from init_backbone: a file or a clear download error
                 n_features=n_features,
-                **anomalib_components(task, image_size, self.configure_pre_processor),
+                **anomalib_components(task, image_size, min_box_area, self.configure_pre_processor),
             )
         except ValueError as error:  # anomalib's check of n_features against the embedding size
             if "n_features" in str(error):
@@ -65,3 +65,10 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         self.task = task
         self.head = TaskHead(task, min_box_area)
         init_backbone(self.model.feature_extractor, pre_trained, backbone_weights)
+
+    def fit(self) -> None:
+        """anomalib's Gaussian fit, with the inverse covariances stored contiguously: a checkpoint
+        stores them so, and the same memory layout keeps predictions bit-identical after reloading."""
+        super().fit()
+        gaussian = self.model.gaussian
+        gaussian.inv_covariance = gaussian.inv_covariance.contiguous()

@@ -78,7 +78,8 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
                 f"momentum={momentum}, weight_decay={weight_decay}."
             )
         # Skip anomalib's Stfpm.__init__: it only builds STFPMModel (which downloads) and the loss.
-        super(AnomalibStfpm, self).__init__(**anomalib_components(task, image_size, self.configure_pre_processor))
+        components = anomalib_components(task, image_size, min_box_area, self.configure_pre_processor)
+        super(AnomalibStfpm, self).__init__(**components)
         self.model = _STFPMModel(layers=layers, backbone=backbone)
         self.loss = STFPMLoss()
         self.task = task

@@ -1,0 +1,164 @@
+"""Choose the image and pixel thresholds after validation, visibly, including without defects."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import torch
+from anomalib.metrics import F1AdaptiveThreshold
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
+
+from otx_anomaly.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class AdaptiveThreshold(Callback):
+    """Sets the model's thresholds and normalization statistics after each validation in ``fit``.
+
+    ``mode="adaptive"``: the image threshold maximizes F1 on the validation images, the pixel
+    threshold F1 on the validation pixels (anomalib's ``F1AdaptiveThreshold``). Without anomalous
+    validation images (the usual case in a factory) the image threshold is the
+    ``normal_quantile`` quantile of the normal validation scores; without masks the pixel
+    threshold equals the image threshold (image scores are the maxima of the maps, so the units
+    agree). The log says which rule was used and why.
+
+    ``mode="manual"``: ``image_threshold`` and/or ``pixel_threshold`` are used as given, in
+    ``units="raw"`` (the model's anomaly score) or ``units="normalized"`` (the [0, 1] scale of the
+    adaptive rule above, on which 0.5 is the adaptive threshold: 0.7 flags fewer images, 0.3 more).
+    A threshold not given stays adaptive.
+
+    Normalization: raw scores and maps are mapped linearly so that the threshold lands on 0.5 and
+    the validation range spans 1, then clipped to [0, 1]. Everything is stored in the model's
+    post-processor buffers and so in its checkpoints; this callback's ``state_dict`` keeps the
+    rules used. ``validate`` and ``test`` never change the thresholds.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(callbacks=[AdaptiveThreshold(mode="manual", image_threshold=0.7)])
+    """
+
+    def __init__(
+        self,
+        mode: Literal["adaptive", "manual"] = "adaptive",
+        normal_quantile: float = 0.99,
+        image_threshold: float | None = None,
+        pixel_threshold: float | None = None,
+        units: Literal["raw", "normalized"] = "normalized",
+    ) -> None:
+        if mode not in ("adaptive", "manual"):
+            raise ConfigError(f"AdaptiveThreshold mode must be 'adaptive' or 'manual', got {mode!r}.")
+        if units not in ("raw", "normalized"):
+            raise ConfigError(f"AdaptiveThreshold units must be 'raw' or 'normalized', got {units!r}.")
+        if not 0.0 < normal_quantile <= 1.0:
+            raise ConfigError(f"normal_quantile must lie in (0, 1], got {normal_quantile}.")
+        given = {"image_threshold": image_threshold, "pixel_threshold": pixel_threshold}
+        if mode == "adaptive" and any(v is not None for v in given.values()):
+            raise ConfigError("Thresholds were given with mode 'adaptive'; set mode: manual to use them.")
+        if mode == "manual" and all(v is None for v in given.values()):
+            raise ConfigError("mode 'manual' needs image_threshold and/or pixel_threshold.")
+        for name, value in given.items():
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}.")
+            if units == "normalized" and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={value} is in normalized units, which lie in [0, 1] (0.5 = adaptive).")
+        self.mode, self.units, self.normal_quantile = mode, units, normal_quantile
+        self.image_threshold, self.pixel_threshold = image_threshold, pixel_threshold
+        self.rules: dict[str, str] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._scores: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._image_f1 = F1AdaptiveThreshold(fields=["pred_score", "gt_label"])
+        self._pixel_f1 = F1AdaptiveThreshold(fields=["anomaly_map", "gt_mask"], strict=False)
+        self._pixel_range = [math.inf, -math.inf]
+        self._anomalous_pixels = 0
+
+    @staticmethod
+    def _active(trainer: Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset()
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not self._active(trainer) or outputs is None:
+            return
+        self._scores.append(outputs.pred_score.detach().float().cpu().reshape(-1))
+        if outputs.gt_label is not None:
+            self._labels.append(outputs.gt_label.detach().cpu().reshape(-1).int())
+            self._image_f1.update(outputs)
+        if outputs.anomaly_map is not None:
+            anomaly_map = outputs.anomaly_map.detach()
+            self._pixel_range = [min(self._pixel_range[0], float(anomaly_map.min())),
+                                 max(self._pixel_range[1], float(anomaly_map.max()))]
+            if outputs.gt_mask is not None:
+                self._anomalous_pixels += int(outputs.gt_mask.sum())
+                self._pixel_f1.update(outputs)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._active(trainer) or not self._scores:
+            return
+        post = getattr(pl_module, "post_processor", None)
+        if post is None or not hasattr(post, "set_thresholds"):
+            logger.warning("AdaptiveThreshold: the model has no otx_anomaly post-processor; thresholds not set.")
+            return
+        scores = torch.cat(self._scores)
+        labels = torch.cat(self._labels) if self._labels else torch.zeros_like(scores, dtype=torch.int)
+        pixel_min, pixel_max = self._pixel_range if math.isfinite(self._pixel_range[0]) else (math.nan, math.nan)
+        post.set_normalization(float(scores.min()), float(scores.max()), pixel_min, pixel_max)
+
+        image_threshold, self.rules["image"] = self._adaptive_image_threshold(scores, labels)
+        if self._anomalous_pixels > 0:
+            pixel_threshold = float(self._pixel_f1.compute())
+            self.rules["pixel"] = f"F1-optimal over the pixels of {len(scores)} validation images"
+        else:
+            pixel_threshold = image_threshold
+            self.rules["pixel"] = "equal to the image threshold (the validation images have no defect masks)"
+        post.set_thresholds(image_threshold, pixel_threshold)
+        if self.mode == "manual":
+            self._apply_manual(post)
+        self.rules["values"] = (f"image {float(post.image_threshold):.6g}, pixel {float(post.pixel_threshold):.6g}"
+                                " (raw units)")
+        for kind in ("image", "pixel"):
+            logger.info("%s threshold: %s", kind.capitalize(), self.rules[kind])
+
+    def _adaptive_image_threshold(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, str]:
+        n_anomalous, n_normal = int((labels == 1).sum()), int((labels == 0).sum())
+        if n_anomalous and n_normal:
+            rule = f"F1-optimal on {n_normal} normal and {n_anomalous} anomalous validation images"
+            return float(self._image_f1.compute()), rule
+        if not n_anomalous:
+            value = float(torch.quantile(scores.double(), self.normal_quantile))
+            rule = (f"{self.normal_quantile:g} quantile of {n_normal} normal validation scores, because the "
+                    "validation set has no anomalous images")
+            logger.warning("Image threshold: %s.", rule)
+            return value, rule
+        rule = f"lowest of {n_anomalous} anomalous validation scores, because the validation set has no normal images"
+        logger.warning("Image threshold: %s.", rule)
+        return float(scores.min()), rule
+
+    def _apply_manual(self, post: Any) -> None:
+        stats = post.statistics()
+        for kind, value in (("image", self.image_threshold), ("pixel", self.pixel_threshold)):
+            if value is None:
+                continue
+            if self.units == "raw":
+                raw = value
+            else:  # the adaptive normalized scale: 0.5 is the adaptive threshold, the range spans 1
+                raw = stats[f"{kind}_threshold"] + (value - 0.5) * (stats[f"{kind}_max"] - stats[f"{kind}_min"])
+            post.set_thresholds(**{kind: raw})
+            self.rules[kind] = f"manual, {value:g} in {self.units} units (raw {raw:.6g})"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rules": dict(self.rules)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rules = dict(state_dict.get("rules", {}))

@@ -1,0 +1,185 @@
+"""Box-level detection metrics: predicted boxes against boxes around the ground-truth defects.
+
+Predicted boxes are made exactly as ``predict`` makes them (the detection head at the original
+image size); ground-truth boxes bound the 8-connected components of each mask. A predicted box
+is a true positive when its IoU with a not yet matched ground-truth box is at least
+``iou_threshold`` (0.5), boxes taken in order of falling score; a second box on the same defect
+counts as a false positive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchmetrics import Metric
+
+from otx_anomaly.prediction import TaskHead, boxes_from_mask
+from otx_anomaly.tasks import AnomalyTask
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of every pair of inclusive-corner ``x1, y1, x2, y2`` pixel boxes, shape (len(a), len(b)).
+
+    >>> box_iou(np.array([[0, 0, 9, 9]]), np.array([[0, 0, 4, 9], [20, 20, 29, 29]])).tolist()
+    [[0.5, 0.0]]
+    """
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)[None, :, :]
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0, None)
+    intersection = width * height
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    return intersection / (area_a + area_b - intersection)
+
+
+def match_boxes(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray,
+                iou_threshold: float = 0.5) -> np.ndarray:
+    """For each predicted box (in the given order), whether it is a true positive."""
+    pred_boxes = np.asarray(pred_boxes).reshape(-1, 4)
+    matched = np.zeros(len(pred_boxes), bool)
+    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
+        return matched
+    iou = box_iou(pred_boxes, gt_boxes)
+    taken = np.zeros(len(gt_boxes), bool)
+    for index in np.argsort(-np.asarray(pred_scores), kind="stable"):
+        candidates = np.where(~taken & (iou[index] >= iou_threshold))[0]
+        if len(candidates):
+            best = candidates[np.argmax(iou[index, candidates])]
+            taken[best] = True
+            matched[index] = True
+    return matched
+
+
+class _BoxMatching(Metric):
+    """Collects per-box scores and match flags, and the count of ground-truth boxes."""
+
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(self, min_box_area: int = 0, iou_threshold: float = 0.5, prefix: str = "box_", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.head = TaskHead(AnomalyTask.DETECTION, min_box_area)
+        self.iou_threshold = iou_threshold
+        self.name = prefix + type(self).__name__.removeprefix("Box")  # box_Precision, ..., box_AP
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        self.add_state("matched", default=[], dist_reduce_fx="cat")
+        self.add_state("n_ground_truth", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(
+        self,
+        batch=None,  # noqa: ANN001 - an anomalib Batch, post-processed
+        *,
+        pred_boxes: np.ndarray | None = None,
+        pred_scores: np.ndarray | None = None,
+        gt_boxes: np.ndarray | None = None,
+    ) -> None:
+        """Add a post-processed batch (boxes are predicted as ``predict`` does and matched to the
+        boxes of its masks), or one image's boxes given directly."""
+        if batch is None:
+            self._add_image(pred_boxes, pred_scores, gt_boxes)
+            return
+        for index, image_path in enumerate(batch.image_path):
+            mask_path = batch.mask_path[index] if batch.mask_path is not None else ""
+            with Image.open(image_path) as image:
+                width, height = image.size
+            prediction = self.head(
+                float(batch.pred_score[index]), batch.anomaly_map[index].detach().cpu().float().numpy(),
+                (height, width),
+            )
+            gt_boxes = np.zeros((0, 4), np.int32)
+            if mask_path:
+                mask = np.asarray(Image.open(mask_path).convert("L")) > 0
+                gt_boxes, _ = boxes_from_mask(mask, mask.astype(np.float32))
+            self._add_image(prediction.pred_boxes, prediction.box_scores, gt_boxes)
+
+    def _add_image(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray) -> None:
+        matched = match_boxes(pred_boxes, pred_scores, gt_boxes, self.iou_threshold)
+        self.scores.append(torch.as_tensor(np.asarray(pred_scores, np.float32).reshape(-1)))
+        self.matched.append(torch.as_tensor(matched))
+        self.n_ground_truth += len(gt_boxes)
+
+    def _counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        matched = torch.cat(self.matched) if self.matched else torch.zeros(0, dtype=torch.bool)
+        true_positives = matched.sum().float()
+        return true_positives, len(matched) - true_positives, self.n_ground_truth - true_positives
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    return numerator / denominator if denominator > 0 else torch.tensor(0.0)
+
+
+class BoxPrecision(_BoxMatching):
+    """Share of predicted boxes that match a ground-truth box (IoU >= 0.5).
+
+    >>> metric = BoxPrecision()
+    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), pred_scores=np.array([0.9, 0.8]),
+    ...               gt_boxes=np.array([[1, 1, 9, 9]]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    def compute(self) -> torch.Tensor:
+        true_positives, false_positives, _ = self._counts()
+        return _ratio(true_positives, true_positives + false_positives)
+
+
+class BoxRecall(_BoxMatching):
+    """Share of ground-truth boxes that a predicted box matches (IoU >= 0.5).
+
+    >>> metric = BoxRecall()
+    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9]]), pred_scores=np.array([0.9]),
+    ...               gt_boxes=np.array([[1, 1, 9, 9], [30, 30, 39, 39]]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    def compute(self) -> torch.Tensor:
+        true_positives, _, false_negatives = self._counts()
+        return _ratio(true_positives, true_positives + false_negatives)
+
+
+class BoxF1Score(_BoxMatching):
+    """Harmonic mean of box precision and box recall.
+
+    >>> metric = BoxF1Score()
+    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), pred_scores=np.array([0.9, 0.8]),
+    ...               gt_boxes=np.array([[1, 1, 9, 9], [30, 30, 39, 39]]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    def compute(self) -> torch.Tensor:
+        true_positives, false_positives, false_negatives = self._counts()
+        return _ratio(2 * true_positives, 2 * true_positives + false_positives + false_negatives)
+
+
+class BoxAP(_BoxMatching):
+    """Average precision at IoU 0.5 over box scores: the area under the precision-recall curve
+    with precision made monotone (all-point interpolation, as Pascal VOC since 2010).
+
+    >>> metric = BoxAP()
+    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), pred_scores=np.array([0.9, 0.8]),
+    ...               gt_boxes=np.array([[1, 1, 9, 9], [30, 30, 39, 39]]))
+    >>> float(metric.compute())
+    0.5
+    """
+
+    def compute(self) -> torch.Tensor:
+        if not self.matched or self.n_ground_truth == 0:
+            return torch.tensor(0.0)
+        scores, matched = torch.cat(self.scores), torch.cat(self.matched).float()
+        order = torch.argsort(scores, descending=True, stable=True)
+        true_positives = torch.cumsum(matched[order], 0)
+        precision = true_positives / torch.arange(1, len(order) + 1)
+        recall = true_positives / self.n_ground_truth
+        precision = torch.flip(torch.cummax(torch.flip(precision, [0]), 0).values, [0])
+        recall_steps = torch.diff(recall, prepend=torch.tensor([0.0]))
+        return (precision * recall_steps).sum()
+
+
+BOX_METRICS: Sequence[type[_BoxMatching]] = (BoxPrecision, BoxRecall, BoxF1Score, BoxAP)

@@ -2,7 +2,8 @@
 
 Subcommands ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's: ``--config`` takes a
 recipe and every model, data and trainer argument can be overridden on the command line.
-``demo`` generates a small synthetic dataset and trains, tests and predicts on it.
+``export`` writes a checkpoint as OpenVINO IR or ONNX; ``demo`` generates a small synthetic
+dataset and trains, tests and predicts on it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from otx_anomaly.demo import run_demo
 
             run_demo(argv[1:])
+        elif argv and argv[0] == "export":
+            from otx_anomaly.cli_export import run_export
+
+            run_export(argv[1:])
         else:
             OTXAnomalyCLI(args=argv if explicit else None)
     except OtxAnomalyError as error:

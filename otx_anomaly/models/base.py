@@ -57,6 +57,16 @@ class AnomalyTaskMixin:
     task: AnomalyTask
     head: TaskHead
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Metric states come from this model (see ``on_save_checkpoint``)."""
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict")
+        if state is not None:
+            for key in [k for k in state if k.startswith("evaluator.")]:
+                del state[key]
+            if self.evaluator is not None:
+                state.update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
+
     def configure_callbacks(self) -> list[Callback]:
         from otx_anomaly.callbacks import AdaptiveThreshold, DefectTypeReport
 
@@ -92,11 +102,19 @@ class AnomalyTaskMixin:
         ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The state dict carries the backbone, so a reloaded model needs neither file nor network."""
+        """The state dict carries the backbone, so a reloaded model needs neither file nor network.
+
+        Metric states are left out: they belong to a run, and the metrics depend on the task, so
+        a checkpoint loads into the same model with another ``task``.
+        """
         super().on_save_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("evaluator.")]:
+            del state[key]
         hparams = checkpoint.get("hyper_parameters", {})
         if "pre_trained" in hparams:
             hparams["pre_trained"] = False
         if "backbone_weights" in hparams:
             hparams["backbone_weights"] = None
         hparams["task"] = str(self.task)
+        checkpoint["otx_anomaly_model"] = f"{type(self).__module__}.{type(self).__qualname__}"

@@ -1,0 +1,175 @@
+"""Export a trained model to OpenVINO IR (or ONNX) with its metadata, atomically.
+
+The graph takes an RGB float image in [0, 1] at the model's input size (N, 3, H, W) and contains
+the normalization by mean and std, the model and the post-processing (min-max normalization and
+thresholds): its outputs are the normalized ``pred_score``, ``pred_label``, ``anomaly_map`` and
+``pred_mask``, as anomalib's exports. The conversion goes straight from torch to OpenVINO
+(``openvino.convert_model``); no ONNX step, so no extra packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import torch
+from anomalib.data.transforms.utils import extract_transforms_by_type
+from torch import nn
+from torchvision.transforms.v2 import Normalize
+
+from otx_anomaly.deploy.metadata import MODEL_TYPE, write_metadata
+from otx_anomaly.errors import OtxAnomalyError
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
+Precision = Literal["FP32", "FP16"]
+ExportFormat = Literal["openvino", "onnx"]
+
+
+class ExportError(OtxAnomalyError, RuntimeError):
+    """The model could not be exported; nothing was written."""
+
+
+class _ExportGraph(nn.Module):
+    """anomalib's ``AnomalibModule.forward`` (pre-processing, network, post-processing) over the
+    three plain modules, with tuple outputs: tracing the LightningModule itself would touch its
+    trainer-bound properties."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.pre_processor, self.model, self.post_processor = model.pre_processor, model.model, model.post_processor
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        batch = self.post_processor(self.model(self.pre_processor(image)))
+        return tuple(getattr(batch, name) for name in OUTPUT_NAMES)
+
+
+def export_metadata(model: nn.Module) -> dict:
+    """Everything needed to run the exported model with no other file."""
+    from otx_anomaly import __version__
+
+    post = model.post_processor
+    if post is None or not post.is_fitted:
+        raise ExportError("The model has no thresholds yet: export it after `fit` (or from a checkpoint of a fit).")
+    stats = post.statistics()
+    normalize = extract_transforms_by_type(model.pre_processor.transform, Normalize)
+    mean, std = (normalize[0].mean, normalize[0].std) if normalize else ([0.0] * 3, [1.0] * 3)
+    return {
+        "model_type": MODEL_TYPE,
+        "task": str(model.task),
+        "labels": "Normal Anomaly",
+        "image_threshold": stats["image_threshold"],
+        "pixel_threshold": stats["pixel_threshold"],
+        "normalization_scale": stats["image_max"] - stats["image_min"],
+        "image_shape": [int(s) for s in model.input_size],
+        "mean_values": [round(255 * m, 6) for m in mean],
+        "scale_values": [round(255 * s, 6) for s in std],
+        "reverse_input_channels": True,
+        "resize_type": "standard",
+        "model_name": type(model).__name__,
+        "backbone": str(model.hparams.get("backbone", "")),
+        **{key: stats[key] for key in ("image_min", "image_max", "pixel_min", "pixel_max")},
+        "min_box_area": int(model.head.min_box_area),
+        "input_range": "0-1",
+        "outputs": " ".join(OUTPUT_NAMES),
+        "otx_anomaly_version": __version__,
+    }
+
+
+def _write_openvino(graph: nn.Module, example: torch.Tensor, metadata: dict, folder: Path, precision: str) -> Path:
+    import openvino as ov
+
+    ov_model = ov.convert_model(graph, example_input=example)
+    ov_model.inputs[0].get_tensor().set_names({"image"})
+    for output, name in zip(ov_model.outputs, OUTPUT_NAMES, strict=True):
+        output.get_tensor().set_names({name})
+    write_metadata(ov_model, metadata)
+    path = folder / "model.xml"
+    ov.save_model(ov_model, path, compress_to_fp16=precision == "FP16")
+    return path
+
+
+def _write_onnx(graph: nn.Module, example: torch.Tensor, metadata: dict, folder: Path) -> Path:
+    try:
+        import onnx
+    except ImportError as error:
+        raise ExportError("ONNX export needs the onnx and onnxscript packages: "
+                          "pip install 'otx_anomaly[onnx]'.") from error
+    path = folder / "model.onnx"
+    torch.onnx.export(graph, (example,), str(path), input_names=["image"], output_names=list(OUTPUT_NAMES),
+                      dynamo=True, external_data=False)
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` so that ``target`` is never half-written: an old ``target``
+    is set aside first and removed only once the new one is in place."""
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, backup)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, target)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def export_model(
+    model: nn.Module,
+    output_dir: str | Path,
+    export_format: ExportFormat = "openvino",
+    precision: Precision = "FP32",
+) -> Path:
+    """Write ``output_dir/model.xml`` + ``model.bin`` (or ``model.onnx``) and return the model file.
+
+    The files are written to a temporary folder beside ``output_dir`` and moved into place only
+    when complete: an interrupted or failed export leaves the previous export (or nothing).
+    """
+    if export_format not in ("openvino", "onnx"):
+        raise ExportError(f"Unknown export format {export_format!r}: choose openvino or onnx.")
+    if precision not in ("FP32", "FP16"):
+        raise ExportError(f"Unknown precision {precision!r}: choose FP32 or FP16.")
+    if export_format == "onnx" and precision != "FP32":
+        raise ExportError("ONNX export is FP32 only; use the OpenVINO format for FP16.")
+    output_dir = Path(output_dir)
+    metadata = export_metadata(model)
+    try:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    except OSError as error:
+        raise ExportError(f"Cannot write to {str(output_dir.parent)!r} ({error}). Choose a writable output folder.") \
+            from error
+    was_training, device = model.training, next(model.parameters()).device
+    graph = _ExportGraph(model.eval().cpu())
+    example = torch.zeros(1, 3, *metadata["image_shape"])
+    try:
+        with torch.no_grad():
+            if export_format == "openvino":
+                written = _write_openvino(graph, example, metadata, staging, precision)
+            else:
+                written = _write_onnx(graph, example, metadata, staging)
+        _replace_folder(staging, output_dir)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OtxAnomalyError | KeyboardInterrupt):
+            raise
+        raise ExportError(f"Export to {str(output_dir)!r} failed ({type(error).__name__}: {error}); "
+                          "nothing was written.") from error
+    finally:
+        model.to(device).train(was_training)
+    logger.info("Exported %s %s model to %s", export_format, precision, output_dir / written.name)
+    return output_dir / written.name

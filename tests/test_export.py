@@ -1,0 +1,187 @@
+"""Export: OpenVINO predictions equal the Lightning model's, metadata round-trips, writes are atomic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import lightning.pytorch as pl
+import numpy as np
+import openvino as ov
+import pytest
+from PIL import Image
+
+from otx_anomaly.callbacks import OpenVINOExport
+from otx_anomaly.cli import main
+from otx_anomaly.data import MVTecDataModule
+from otx_anomaly.deploy import FIELDS, MetadataError, OpenVINOInferencer
+from otx_anomaly.export import ExportError, export_model
+from otx_anomaly.models import Padim, Stfpm
+from otx_anomaly.tasks import AnomalyTask
+
+SMALL = {"image_size": (64, 64), "pre_trained": False}
+
+
+def _trainer(root_dir, **kwargs) -> pl.Trainer:
+    return pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=root_dir, **kwargs)
+
+
+def _data(root, category="demo") -> MVTecDataModule:
+    """Thresholds are chosen on half the test images and compared on the other half: an image whose
+    score *is* the threshold would sit on the edge, where any rounding decides its label."""
+    return MVTecDataModule(root=root, category=category, train_batch_size=16, eval_batch_size=16, num_workers=0,
+                           val_split_mode="from_test", val_split_ratio=0.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted_checkpoint(demo_root, tmp_path_factory):
+    pl.seed_everything(0)
+    model = Padim(task="segmentation", **SMALL)
+    trainer = _trainer(tmp_path_factory.mktemp("fit"), **model.trainer_arguments)
+    trainer.fit(model, datamodule=_data(demo_root))
+    return trainer.checkpoint_callback.best_model_path
+
+
+def assert_same_predictions(lightning_predictions, inferencer, score_tolerance=1e-3, min_mask_iou=0.99):
+    for expected in lightning_predictions:
+        got = inferencer.predict(expected.image_path)
+        assert got.task is expected.task
+        assert got.pred_score == pytest.approx(expected.pred_score, abs=score_tolerance)
+        assert got.pred_label == expected.pred_label, expected.image_path
+        if expected.pred_boxes is not None:
+            assert got.pred_boxes.shape == expected.pred_boxes.shape, expected.image_path
+            if len(expected.pred_boxes):
+                assert np.abs(got.pred_boxes - expected.pred_boxes).max() <= 1
+        if expected.pred_mask is not None:
+            union = (got.pred_mask | expected.pred_mask).sum()
+            iou = (got.pred_mask & expected.pred_mask).sum() / union if union else 1.0
+            assert iou >= min_mask_iou, (expected.image_path, iou)
+            assert got.anomaly_map.shape == expected.anomaly_map.shape
+
+
+@pytest.mark.parametrize("task", list(AnomalyTask))
+def test_openvino_fp32_predicts_as_the_lightning_model(task, fitted_checkpoint, demo_root, tmp_path):
+    model = Padim.load_from_checkpoint(fitted_checkpoint, task=task)
+    datamodule = _data(demo_root)
+    expected = [p for batch in _trainer(tmp_path).predict(model, datamodule=datamodule) for p in batch]
+    inferencer = OpenVINOInferencer(export_model(model, tmp_path / "fp32"))
+    assert_same_predictions(expected, inferencer)
+
+
+def test_metadata_round_trips_through_openvino_alone(fitted_checkpoint, tmp_path):
+    model = Padim.load_from_checkpoint(fitted_checkpoint, task="detection")
+    path = export_model(model, tmp_path / "fp32")
+    ov_model = ov.Core().read_model(path)
+    info = {key: ov_model.get_rt_info(["model_info", key]).astype(str) for key in FIELDS}
+    stats = model.post_processor.statistics()
+    assert info["model_type"] == "AnomalyDetection" and info["task"] == "detection"
+    assert info["labels"] == "Normal Anomaly" and info["model_name"] == "Padim" and info["backbone"] == "resnet18"
+    for key in ("image_threshold", "pixel_threshold", "image_min", "image_max", "pixel_min", "pixel_max"):
+        assert float(info[key]) == stats[key], key  # exact: stored as text, not as a 6-digit float
+    assert float(info["normalization_scale"]) == pytest.approx(stats["image_max"] - stats["image_min"])
+    assert info["image_shape"].split() == ["64", "64"]
+    assert [float(v) for v in info["mean_values"].split()] == pytest.approx([123.675, 116.28, 103.53])
+    assert [float(v) for v in info["scale_values"].split()] == pytest.approx([58.395, 57.12, 57.375])
+    assert info["reverse_input_channels"] == "True" and info["resize_type"] == "standard"
+    assert info["min_box_area"] == "16" and info["input_range"] == "0-1"
+    assert info["outputs"] == "pred_score pred_label anomaly_map pred_mask"
+    assert [o.get_any_name() for o in ov_model.outputs] == info["outputs"].split()
+    assert OpenVINOInferencer(path).metadata["image_threshold"] == stats["image_threshold"]
+
+
+def test_deploy_imports_neither_torch_nor_lightning():
+    code = "import otx_anomaly.deploy, sys; assert 'torch' not in sys.modules and 'lightning' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_inferencer_takes_paths_and_arrays_of_any_size(fitted_checkpoint, demo_root, tmp_path):
+    inferencer = OpenVINOInferencer(export_model(Padim.load_from_checkpoint(fitted_checkpoint), tmp_path / "m"))
+    path = demo_root / "demo" / "test" / "stain" / "000.png"
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    from_path, from_array = inferencer.predict(path), inferencer.predict(rgb)
+    assert from_array.pred_score == from_path.pred_score
+    np.testing.assert_array_equal(from_array.pred_mask, from_path.pred_mask)
+    gray = inferencer.predict(rgb[..., 0])
+    assert gray.pred_mask.shape == rgb.shape[:2]
+    wide = inferencer.predict(np.zeros((30, 200, 3), np.uint8))
+    assert wide.pred_mask.shape == (30, 200) and 0.0 <= wide.pred_score <= 1.0
+
+
+def test_onnx_export_carries_the_metadata_and_runs(fitted_checkpoint, demo_root, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs the [onnx] extra")
+    model = Padim.load_from_checkpoint(fitted_checkpoint)
+    path = export_model(model, tmp_path / "onnx", export_format="onnx")
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["model_type"] == "AnomalyDetection" and float(props["image_threshold"]) == pytest.approx(
+        model.post_processor.statistics()["image_threshold"])
+    ir = OpenVINOInferencer(export_model(model, tmp_path / "ir"))
+    tensor, _ = ir.preprocess(demo_root / "demo" / "test" / "stain" / "001.png")
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    onnx_score = float(np.asarray(compiled(tensor)[compiled.outputs[0]]).reshape(-1)[0])
+    assert onnx_score == pytest.approx(float(ir.infer(tensor)["pred_score"].reshape(-1)[0]), abs=1e-5)
+
+
+def test_failed_export_leaves_no_partial_model_and_keeps_the_previous(fitted_checkpoint, tmp_path, monkeypatch):
+    model = Padim.load_from_checkpoint(fitted_checkpoint)
+    target = tmp_path / "export"
+    first = export_model(model, target)
+    before = first.read_bytes()
+
+    def disk_full(ov_model, path, *args, **kwargs):
+        with open(path, "w") as file:
+            file.write("<net")  # half a file, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ov, "save_model", disk_full)
+    with pytest.raises(ExportError, match="No space left on device.*nothing was written"):
+        export_model(model, target)
+    assert first.read_bytes() == before, "the previous export is untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], "no staging folder is left behind"
+    with pytest.raises(ExportError):
+        export_model(model, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_interrupted_export_leaves_nothing(fitted_checkpoint, tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ov, "save_model", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(Padim.load_from_checkpoint(fitted_checkpoint), tmp_path / "export")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfitted_model_and_model_without_metadata_are_refused(tmp_path):
+    with pytest.raises(ExportError, match="after `fit`"):
+        export_model(Padim(**SMALL), tmp_path / "x")
+    from openvino import opset13 as ops
+
+    parameter = ops.parameter([1, 3, 8, 8], np.float32)
+    ov.save_model(ov.Model([ops.relu(parameter)], [parameter]), tmp_path / "plain.xml")
+    with pytest.raises(MetadataError, match="not exported by otx_anomaly"):
+        OpenVINOInferencer(tmp_path / "plain.xml")
+
+
+def test_export_callback_writes_fp32_and_fp16_after_fit(demo_root, tmp_path):
+    pl.seed_everything(0)
+    model = Stfpm(task="detection", **SMALL)
+    callback = OpenVINOExport(precision=["FP32", "FP16"])
+    trainer = _trainer(tmp_path, max_epochs=1, callbacks=[callback])
+    trainer.fit(model, datamodule=_data(demo_root))
+    assert [p.parent.name for p in callback.exported] == ["fp32", "fp16"]
+    fp32, fp16 = (OpenVINOInferencer(p) for p in callback.exported)
+    assert fp16.path.with_suffix(".bin").stat().st_size < 0.6 * fp32.path.with_suffix(".bin").stat().st_size
+    image = demo_root / "demo" / "test" / "scratch" / "000.png"
+    assert fp16.predict(image).pred_score == pytest.approx(fp32.predict(image).pred_score, abs=2e-2)
+    with pytest.raises(Exception, match="FP32 and/or FP16"):
+        OpenVINOExport(precision="INT4")
+
+
+def test_export_command(fitted_checkpoint, tmp_path, capsys):
+    assert main(["export", "--ckpt_path", fitted_checkpoint, "--output", str(tmp_path / "ir")]) == 0
+    assert (tmp_path / "ir" / "model.xml").is_file() and (tmp_path / "ir" / "model.bin").is_file()
+    assert "Exported openvino FP32 model" in capsys.readouterr().out
+    assert main(["export", "--ckpt_path", str(tmp_path / "missing.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err

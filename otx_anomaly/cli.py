@@ -89,6 +89,29 @@ class OTXAnomalyCLI(LightningCLI):
             except Exception:  # noqa: BLE001, S112 - only our own errors are re-raised here
                 continue
 
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path``, the network's settings come from the checkpoint (as in Lightning) and
+        the head's (``task``, ``min_box_area``) from the recipe and command line. The checkpoint is
+        read safely first: a missing, damaged, unsafe or foreign one is a clear error."""
+        from otx_anomaly.checkpoints import CheckpointError, read_checkpoint
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or str(ckpt_path) in ("best", "last", "hpc", "registry"):
+            return
+        checkpoint = read_checkpoint(ckpt_path)
+        model = self.config[subcommand].get("model")
+        class_path = model.get("class_path") if model is not None else None
+        saved = checkpoint.get("otx_anomaly_model")
+        if saved and class_path and import_object(saved) is not import_object(class_path):
+            raise CheckpointError(f"{str(ckpt_path)!r} holds a {saved.rsplit('.', 1)[-1]} model, not "
+                                  f"{class_path.rsplit('.', 1)[-1]}: use the recipe of the model that wrote it.")
+        head = ("task", "min_box_area", "_instantiator", "_class_path")
+        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k not in head}
+        if hparams and class_path:
+            update = {subcommand: {"model": {"class_path": class_path, "init_args": hparams}}}
+            self.config = self.parser.parse_object(update, self.config)
+
     def after_fit(self) -> None:
         print_fit_summary(self.trainer)
 

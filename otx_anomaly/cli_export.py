@@ -6,8 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from otx_anomaly.checkpoints import read_checkpoint
 from otx_anomaly.errors import OtxAnomalyError
 
 
@@ -16,18 +15,9 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None):  # noq
     from jsonargparse._util import import_object
     from omegaconf import OmegaConf
 
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise OtxAnomalyError(f"Checkpoint {str(checkpoint)!r} does not exist.")
-    class_path = None
-    if config is not None:
-        class_path = OmegaConf.select(OmegaConf.load(config), "model.class_path")
-    if class_path is None:
-        try:
-            class_path = torch.load(checkpoint, map_location="cpu", weights_only=True).get("otx_anomaly_model")
-        except Exception as error:  # noqa: BLE001 - unreadable checkpoints all mean the same to the user
-            raise OtxAnomalyError(f"Cannot read checkpoint {str(checkpoint)!r} ({type(error).__name__}: {error}).") \
-                from error
+    saved = read_checkpoint(checkpoint)
+    class_path = OmegaConf.select(OmegaConf.load(config), "model.class_path") if config is not None else None
+    class_path = class_path or saved.get("otx_anomaly_model")
     if class_path is None:
         raise OtxAnomalyError(f"{str(checkpoint)!r} does not say which model it holds; pass the recipe with --config.")
     return import_object(class_path).load_from_checkpoint(checkpoint, map_location="cpu")

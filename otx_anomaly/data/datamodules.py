@@ -8,16 +8,37 @@ and they never download: a missing dataset is an error that says what was expect
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.utils import LabelName, TestSplitMode, ValSplitMode
 from pandas import DataFrame, read_csv
+from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms.v2 import Transform
 
 from otx_anomaly.data.datasets import AnomalySampleDataset
-from otx_anomaly.data.samples import check_masks, mvtec_samples, samples_frame
+from otx_anomaly.data.samples import check_files, mvtec_samples, samples_frame
 from otx_anomaly.errors import ConfigError, DatasetError
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Shuffles anew each epoch, with an order fixed by (seed, epoch) alone: a fit resumed from a
+    checkpoint sees the same order as an uninterrupted one (Lightning calls ``set_epoch``)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class _FolderDataModule(AnomalibDataModule):
@@ -99,6 +120,12 @@ class _FolderDataModule(AnomalibDataModule):
     def read_samples(self, split: str) -> DataFrame:
         """One row per image of ``split`` ("train" or "test")."""
 
+    def train_dataloader(self) -> DataLoader:
+        seed = self.seed if self.seed is not None else torch.initial_seed()  # seed_everything's seed
+        return DataLoader(self.train_data, batch_size=self.train_batch_size, num_workers=self.num_workers,
+                          sampler=EpochShuffleSampler(len(self.train_data), seed),
+                          collate_fn=self.train_data.collate_fn)
+
     def _setup(self, _stage: str | None = None) -> None:
         self.check_layout()
         self.train_data = AnomalySampleDataset(self.read_samples("train"), self.category)
@@ -169,5 +196,5 @@ class VisADataModule(_FolderDataModule):
                 "label_index": int(LabelName.NORMAL if normal else LabelName.ABNORMAL),
                 "mask_path": str(mask) if mask else "",
             })
-        check_masks(rows)
+        check_files(rows)
         return samples_frame(rows, split)

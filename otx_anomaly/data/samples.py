@@ -8,13 +8,12 @@ are read, stray files are skipped, and every problem is reported with the file a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 
 from anomalib.data.utils import LabelName
 from pandas import DataFrame
-from PIL import Image
 
+from otx_anomaly.deploy.images import open_image
 from otx_anomaly.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -43,33 +42,40 @@ def find_mask(mask_folder: Path, stem: str) -> Path | None:
     return None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file header; an unreadable file is a :class:`DatasetError`."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception as error:  # noqa: BLE001 - PIL raises many types for bad files
-        raise DatasetError(
-            f"Cannot read image {str(path)!r} ({type(error).__name__}: {error}). "
-            "Replace or remove the file."
-        ) from error
-
-
-def check_masks(rows: Iterable[dict]) -> None:
-    """Each mask must have its image's size; all mismatches are listed together."""
-    mismatched = []
+def check_files(rows: list[dict]) -> None:
+    """Decode every image and mask once, so that a bad file stops the run before training, not in
+    its middle: unreadable files and masks of the wrong size are listed together, with the fix.
+    Masks with grey levels are accepted (any value above zero is defect) and reported."""
+    unreadable, mismatched, grey = [], [], []
     for row in rows:
+        try:
+            image_size = open_image(row["image_path"]).size
+        except DatasetError as error:
+            unreadable.append(str(error).removeprefix("Cannot read image ").split(". Replace")[0])
+            continue
         if row["mask_path"]:
-            image_wh, mask_wh = image_size(row["image_path"]), image_size(row["mask_path"])
-            if image_wh != mask_wh:
-                mismatched.append(f"{row['mask_path']} is {mask_wh[0]}x{mask_wh[1]} but its image is "
-                                  f"{image_wh[0]}x{image_wh[1]}")
+            try:
+                mask = open_image(row["mask_path"], "L")
+            except DatasetError as error:
+                unreadable.append(str(error).removeprefix("Cannot read image ").split(". Replace")[0])
+                continue
+            if mask.size != image_size:
+                mismatched.append(f"{row['mask_path']} is {mask.size[0]}x{mask.size[1]} but its image is "
+                                  f"{image_size[0]}x{image_size[1]}")
+            elif len(mask.getcolors(256) or ()) > 2:
+                grey.append(row["mask_path"])
+    problems = []
+    if unreadable:
+        problems.append(f"{len(unreadable)} file(s) cannot be read: " + "; ".join(unreadable[:5])
+                        + (" ..." if len(unreadable) > 5 else "") + ". Replace or remove them")
     if mismatched:
-        raise DatasetError(
-            "Masks must have the size of their images: " + "; ".join(mismatched[:5])
-            + (f" (and {len(mismatched) - 5} more)" if len(mismatched) > 5 else "")
-            + ". Resize the masks with nearest-neighbour interpolation."
-        )
+        problems.append("masks must have the size of their images: " + "; ".join(mismatched[:5])
+                        + (" ..." if len(mismatched) > 5 else "") + ". Resize the masks with nearest-neighbour")
+    if problems:
+        raise DatasetError(". ".join(problems) + ".")
+    if grey:
+        logger.warning("%d mask(s) are not binary (e.g. %s): every pixel above zero counts as defect.",
+                       len(grey), grey[0])
 
 
 def samples_frame(rows: list[dict], split: str) -> DataFrame:
@@ -132,5 +138,5 @@ def mvtec_samples(root: Path, category: str, split: str) -> DataFrame:
         extra = sorted(p.name for p in gt_dir.iterdir() if p.is_dir() and p.name not in tested)
         if extra:
             logger.warning("ground_truth/ has defect type(s) with no test images, ignored: %s", ", ".join(extra))
-    check_masks(rows)
+    check_files(rows)
     return samples_frame(rows, split)

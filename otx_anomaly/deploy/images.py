@@ -1,8 +1,9 @@
-"""Reading and resizing images exactly as training did, with numpy and Pillow only.
+"""Reading and resizing images the same way in training and in deployment, without torch.
 
-Training reads with Pillow (``convert("RGB")``), scales to [0, 1] and resizes with torchvision's
-antialiased bilinear ``Resize``, which follows Pillow's algorithm; resizing each channel as a
-32-bit float Pillow image reproduces it.
+- Pillow opens the file; EXIF orientation is applied (the image as a person sees it);
+- 16-bit images are scaled to 8 bits (``>> 8``) rather than clipped; gray, palette and RGBA
+  images become RGB (alpha is dropped);
+- resizing is Pillow's antialiased bilinear in float, which torchvision's ``Resize`` follows.
 """
 
 from __future__ import annotations
@@ -10,21 +11,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from otx_anomaly.errors import DatasetError
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
+    """The decoded image in ``mode`` ("RGB" for images, "L" for masks); a :class:`DatasetError`
+    naming the file when it is empty, truncated or not an image."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in SIXTEEN_BIT_MODES:
+                image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+            return image.convert(mode)
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad files
+        reason = "empty file" if Path(path).is_file() and Path(path).stat().st_size == 0 else (
+            f"{type(error).__name__}: {error}")
+        raise DatasetError(f"Cannot read image {str(path)!r} ({reason}). Replace or remove the file.") from error
 
 
 def load_image(image: str | Path | np.ndarray) -> np.ndarray:
     """An RGB float32 (H, W, 3) array in [0, 1] from a path or an array (gray, RGB or RGBA;
     uint8, uint16 or float in [0, 1])."""
     if isinstance(image, str | Path):
-        try:
-            with Image.open(image) as opened:
-                array = np.asarray(opened.convert("RGB"))
-        except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad files
-            raise DatasetError(f"Cannot read image {str(image)!r} ({type(error).__name__}: {error}).") from error
-        return array.astype(np.float32) / 255.0
+        return np.asarray(open_image(image)).astype(np.float32) / 255.0
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
@@ -36,7 +49,7 @@ def load_image(image: str | Path | np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
+        return (array >> 8).astype(np.float32) / 255.0
     return array.astype(np.float32)
 
 
@@ -46,8 +59,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize((width, height),
-                                                                                           Image.BILINEAR))
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize(
+            (width, height), Image.BILINEAR))
         for c in range(image.shape[2])
     ]
     return np.stack(channels, axis=2)

@@ -84,7 +84,8 @@ class _BoxMatching(Metric):
             self._add_image(pred_boxes, pred_scores, gt_boxes)
             return
         for index, image_path in enumerate(batch.image_path):
-            mask_path = batch.mask_path[index] if batch.mask_path is not None else ""
+            mask_path = batch.mask_path[index] if batch.mask_path is not None else None
+            mask_path = None if mask_path in (None, "", "None") else mask_path  # anomalib's collation writes "None"
             with Image.open(image_path) as image:
                 width, height = image.size
             prediction = self.head(

@@ -8,6 +8,7 @@ from anomalib.data import Batch
 from lightning.pytorch import Callback
 from PIL import Image
 
+from otx_anomaly.checkpoints import check_model_class
 from otx_anomaly.metrics import task_evaluator
 from otx_anomaly.post_processing import AnomalyPostProcessor
 from otx_anomaly.prediction import AnomalyPrediction, TaskHead
@@ -41,6 +42,17 @@ def original_size(image_path: str | None, fallback: tuple[int, int]) -> tuple[in
     return height, width
 
 
+def _drop_metric_states(checkpoint: dict[str, Any]) -> None:
+    """Remove the evaluator's metric states, kept by Lightning both in the model's state dict and
+    as the state of the evaluator callback."""
+    state = checkpoint.get("state_dict", {})
+    for key in [k for k in state if k.startswith("evaluator.")]:
+        del state[key]
+    callbacks = checkpoint.get("callbacks", {})
+    for key in [k for k in callbacks if str(k).startswith("Evaluator")]:
+        del callbacks[key]
+
+
 class AnomalyTaskMixin:
     """Mixed in before anomalib's LightningModule: predictions take the form of ``self.task``.
 
@@ -58,14 +70,13 @@ class AnomalyTaskMixin:
     head: TaskHead
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Metric states come from this model (see ``on_save_checkpoint``)."""
+        """Refuse a checkpoint of another model; metric states come from this model (see
+        ``on_save_checkpoint``)."""
+        check_model_class(checkpoint, self)
         super().on_load_checkpoint(checkpoint)
-        state = checkpoint.get("state_dict")
-        if state is not None:
-            for key in [k for k in state if k.startswith("evaluator.")]:
-                del state[key]
-            if self.evaluator is not None:
-                state.update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
+        _drop_metric_states(checkpoint)
+        if self.evaluator is not None and "state_dict" in checkpoint:
+            checkpoint["state_dict"].update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
 
     def configure_callbacks(self) -> list[Callback]:
         from otx_anomaly.callbacks import AdaptiveThreshold, DefectTypeReport
@@ -108,9 +119,7 @@ class AnomalyTaskMixin:
         a checkpoint loads into the same model with another ``task``.
         """
         super().on_save_checkpoint(checkpoint)
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith("evaluator.")]:
-            del state[key]
+        _drop_metric_states(checkpoint)
         hparams = checkpoint.get("hyper_parameters", {})
         if "pre_trained" in hparams:
             hparams["pre_trained"] = False

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
+from anomalib.data import Batch
 from anomalib.models import Padim as AnomalibPadim
+from torch import nn
 
 from otx_anomaly.errors import ConfigError
 from otx_anomaly.models.backbone import check_backbone, init_backbone
 from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
+from otx_anomaly.models.gaussian_stats import StreamingGaussian
 from otx_anomaly.prediction import TaskHead
 from otx_anomaly.tasks import AnomalyTask
 
 
 class Padim(AnomalyTaskMixin, AnomalibPadim):
     """PaDiM: a Gaussian per patch position over pretrained CNN features; one epoch, no optimizer.
+
+    The Gaussians are fitted from running sums (memory independent of the number of images, exact
+    under DDP) and the sums are kept: ``fit`` on a fitted model adds the new images to them.
 
     Args:
         task: what predictions carry (classification, detection or segmentation).
@@ -64,11 +73,55 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
             raise
         self.task = task
         self.head = TaskHead(task, min_box_area)
+        self.statistics = StreamingGaussian()
+        # PaDiM has no loss. Lightning counts steps (which checkpointing needs) and DDP synchronizes
+        # through a backward pass, so training steps return zero through this one frozen-in-place
+        # scalar (there is no optimizer); the backbone itself takes no gradients.
+        self.model.feature_extractor.requires_grad_(False)
+        self.zero_loss_anchor = nn.Parameter(torch.zeros(()))
         init_backbone(self.model.feature_extractor, pre_trained, backbone_weights)
 
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """One epoch, no sanity validation; any number of devices. Under DDP each process takes
+        a fixed share of the images (by path), so Lightning must not add its own sampler."""
+        return {"max_epochs": 1, "val_check_interval": 1.0, "num_sanity_val_steps": 0,
+                "use_distributed_sampler": False}
+
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Add the batch's embeddings to the running statistics (nothing is kept per image)."""
+        images = batch.image
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        if world_size > 1:
+            if self.trainer._accelerator_connector.use_distributed_sampler:  # noqa: SLF001
+                raise ConfigError("PaDiM under DDP needs `trainer.use_distributed_sampler: false` (its sampler "
+                                  "pads the data with repeated images, which would count twice).")
+            mine = [zlib.crc32(path.encode()) % world_size == self.global_rank for path in batch.image_path]
+            images = images[torch.tensor(mine, device=images.device)]
+        if len(images):
+            with torch.no_grad():
+                features = self.model.feature_extractor(images)
+                self.statistics.update(self.model.generate_embedding(features))
+        return self.zero_loss_anchor * 0.0
+
     def fit(self) -> None:
-        """anomalib's Gaussian fit, with the inverse covariances stored contiguously: a checkpoint
-        stores them so, and the same memory layout keeps predictions bit-identical after reloading."""
-        super().fit()
-        gaussian = self.model.gaussian
-        gaussian.inv_covariance = gaussian.inv_covariance.contiguous()
+        """Form the Gaussians from the running statistics (summed over processes under DDP)."""
+        mean, inverse = self.statistics.compute()
+        self.model.gaussian.mean = mean
+        self.model.gaussian.inv_covariance = inverse
+
+    def on_validation_start(self) -> None:
+        self._fit_if_pending()
+
+    def on_train_epoch_end(self) -> None:
+        self._fit_if_pending()
+
+    def _fit_if_pending(self) -> None:
+        """Fit when images were added since the last fit, on any process: every process decides
+        alike, since the fit all-reduces the sums."""
+        pending = float(self.statistics.pending)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            pending = float(self.trainer.strategy.reduce(torch.tensor(pending, device=self.device), reduce_op="sum"))
+        if pending:
+            self.fit()
+            self._is_fitted = torch.tensor([True], device=self.device)

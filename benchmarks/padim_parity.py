@@ -27,8 +27,10 @@ def _run(make_model, datamodule, root: Path) -> tuple[dict, float]:
     pl.seed_everything(7, verbose=False)
     model = make_model()
     start = time.perf_counter()
-    trainer = pl.Trainer(**model.trainer_arguments, default_root_dir=root, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    from otx_anomaly.callbacks import DefectTypeReport
+
+    trainer = pl.Trainer(**model.trainer_arguments, default_root_dir=root, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[DefectTypeReport(print_table=False)])
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     return metrics, time.perf_counter() - start

@@ -10,7 +10,6 @@ thresholds): its outputs are the normalized ``pred_score``, ``pred_label``, ``an
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from torchvision.transforms.v2 import Normalize
 
 from otx_anomaly.deploy.metadata import MODEL_TYPE, write_metadata
 from otx_anomaly.errors import OtxAnomalyError
+from otx_anomaly.files import replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -111,23 +111,6 @@ def _write_onnx(graph: nn.Module, example: torch.Tensor, metadata: dict, folder:
     return path
 
 
-def _replace_folder(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` so that ``target`` is never half-written: an old ``target``
-    is set aside first and removed only once the new one is in place."""
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, backup)
-    try:
-        os.replace(source, target)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup, target)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
 def export_model(
     model: nn.Module,
     output_dir: str | Path,
@@ -162,7 +145,7 @@ def export_model(
                 written = _write_openvino(graph, example, metadata, staging, precision)
             else:
                 written = _write_onnx(graph, example, metadata, staging)
-        _replace_folder(staging, output_dir)
+        replace_folder(staging, output_dir)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OtxAnomalyError | KeyboardInterrupt):

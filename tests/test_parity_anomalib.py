@@ -7,7 +7,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_padim_matches_anomalib_engine(ball_screw_root, weights_path, tmp_path):
+@pytest.mark.parametrize("dataset", ["ball_screw", "magnetic_tile"])
+def test_padim_matches_anomalib_engine(dataset, request, weights_path, tmp_path):
+    """Streaming statistics (ours) against anomalib's memory bank, through anomalib's own Engine."""
     import lightning.pytorch as pl
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
@@ -17,13 +19,14 @@ def test_padim_matches_anomalib_engine(ball_screw_root, weights_path, tmp_path):
     from otx_anomaly.models import Padim
     from otx_anomaly.models.backbone import load_backbone_weights
 
-    category = "ball_screw_drive"
+    root = request.getfixturevalue(f"{dataset}_root")
+    category = {"ball_screw": "ball_screw_drive", "magnetic_tile": "magnetic_tile"}[dataset]
 
     pl.seed_everything(7)
     reference = AnomalibPadim(pre_trained=False, visualizer=False)
     load_backbone_weights(reference.model.feature_extractor, weights_path)
     engine = Engine(default_root_dir=tmp_path / "anomalib", logger=False, enable_progress_bar=False)
-    reference_data = MVTecAD(root=ball_screw_root, category=category, num_workers=0)
+    reference_data = MVTecAD(root=root, category=category, num_workers=0)
     engine.fit(model=reference, datamodule=reference_data)
     expected = engine.test(model=reference, datamodule=reference_data)[0]
 
@@ -32,7 +35,7 @@ def test_padim_matches_anomalib_engine(ball_screw_root, weights_path, tmp_path):
     trainer = pl.Trainer(
         **ours.trainer_arguments, default_root_dir=tmp_path / "ours", logger=False, enable_progress_bar=False
     )
-    data = MVTecDataModule(root=ball_screw_root, category=category, num_workers=0)
+    data = MVTecDataModule(root=root, category=category, num_workers=0)
     trainer.fit(ours, datamodule=data)
     got = trainer.test(ours, datamodule=data)[0]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import LightningModule, Trainer
 
@@ -47,12 +46,6 @@ class AnomalyPostProcessor(PostProcessor):
     @property
     def is_fitted(self) -> bool:
         return not math.isnan(float(self.image_threshold))
-
-    def normalize_raw(self, value: torch.Tensor, kind: str = "image") -> torch.Tensor:
-        """Normalize a raw score (``kind="image"``) or map value (``"pixel"``) as predictions are."""
-        if kind == "image":
-            return self._normalize(value, self.image_min, self.image_max, self.image_threshold)
-        return self._normalize(value, self.pixel_min, self.pixel_max, self.pixel_threshold)
 
     # The hooks below are anomalib's way of choosing and applying; see the module docstring.
     def on_validation_batch_end(

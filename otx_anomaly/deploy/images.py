@@ -33,6 +33,16 @@ def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
         raise DatasetError(f"Cannot read image {str(path)!r} ({reason}). Replace or remove the file.") from error
 
 
+def displayed_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of the image as :func:`open_image` returns it, from the header alone
+    (EXIF orientations 5 to 8 swap the sides)."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            width, height = height, width
+    return height, width
+
+
 def load_image(image: str | Path | np.ndarray) -> np.ndarray:
     """An RGB float32 (H, W, 3) array in [0, 1] from a path or an array (gray, RGB or RGBA;
     uint8, uint16 or float in [0, 1])."""

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torchmetrics import Metric
 
+from otx_anomaly.deploy.images import displayed_size, open_image
 from otx_anomaly.prediction import TaskHead, boxes_from_mask
 from otx_anomaly.tasks import AnomalyTask
 
@@ -86,15 +86,13 @@ class _BoxMatching(Metric):
         for index, image_path in enumerate(batch.image_path):
             mask_path = batch.mask_path[index] if batch.mask_path is not None else None
             mask_path = None if mask_path in (None, "", "None") else mask_path  # anomalib's collation writes "None"
-            with Image.open(image_path) as image:
-                width, height = image.size
             prediction = self.head(
                 float(batch.pred_score[index]), batch.anomaly_map[index].detach().cpu().float().numpy(),
-                (height, width),
+                displayed_size(image_path),
             )
             gt_boxes = np.zeros((0, 4), np.int32)
             if mask_path:
-                mask = np.asarray(Image.open(mask_path).convert("L")) > 0
+                mask = np.asarray(open_image(mask_path, "L")) > 0
                 gt_boxes, _ = boxes_from_mask(mask, mask.astype(np.float32))
             self._add_image(prediction.pred_boxes, prediction.box_scores, gt_boxes)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from anomalib.data import Batch
 from lightning.pytorch import Callback
-from PIL import Image
 
 from otx_anomaly.checkpoints import check_model_class
+from otx_anomaly.deploy.images import displayed_size
 from otx_anomaly.metrics import task_evaluator
 from otx_anomaly.post_processing import AnomalyPostProcessor
 from otx_anomaly.prediction import AnomalyPrediction, TaskHead
@@ -34,12 +34,8 @@ def anomalib_components(
 
 
 def original_size(image_path: str | None, fallback: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) of the image on disk, read from its header; ``fallback`` without a path."""
-    if not image_path:
-        return fallback
-    with Image.open(image_path) as image:
-        width, height = image.size
-    return height, width
+    """(height, width) of the image as read, from its header; ``fallback`` without a path."""
+    return displayed_size(image_path) if image_path else fallback
 
 
 def _drop_metric_states(checkpoint: dict[str, Any]) -> None:

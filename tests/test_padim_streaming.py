@@ -105,3 +105,19 @@ def test_ddp_with_lightnings_sampler_is_refused():
     batch = ImageBatch(image=torch.rand(2, 3, 64, 64), image_path=["a.png", "b.png"])
     with pytest.raises(ConfigError, match="use_distributed_sampler: false"):
         model.training_step(batch)
+
+
+def test_checkpoint_without_running_statistics_loads_and_predicts(demo_root, tmp_path, caplog):
+    """anomalib's Padim checkpoints hold only the Gaussians."""
+    model = _fit(_ours(), demo_root)
+    trainer = pl.Trainer(logger=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "full.ckpt")
+    checkpoint = torch.load(tmp_path / "full.ckpt", weights_only=True)
+    for key in [k for k in checkpoint["state_dict"] if k.startswith(("statistics.", "zero_loss_anchor"))]:
+        del checkpoint["state_dict"][key]
+    torch.save(checkpoint, tmp_path / "gaussians_only.ckpt")
+    reloaded = Padim.load_from_checkpoint(tmp_path / "gaussians_only.ckpt")
+    assert "no running statistics" in caplog.text
+    assert torch.equal(reloaded.model.gaussian.inv_covariance, model.model.gaussian.inv_covariance)
+    assert int(reloaded.statistics.count) == 0

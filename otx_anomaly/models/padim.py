@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_c
 from otx_anomaly.models.gaussian_stats import StreamingGaussian
 from otx_anomaly.prediction import TaskHead
 from otx_anomaly.tasks import AnomalyTask
+
+logger = logging.getLogger(__name__)
 
 
 class Padim(AnomalyTaskMixin, AnomalibPadim):
@@ -109,6 +112,18 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         mean, inverse = self.statistics.compute()
         self.model.gaussian.mean = mean
         self.model.gaussian.inv_covariance = inverse
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints of anomalib's Padim (and of versions before the running statistics) hold the
+        Gaussians only: they load and predict; a later fit then starts the statistics afresh."""
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict", {})
+        own = ("statistics.", "zero_loss_anchor")
+        missing = {k: v for k, v in self.state_dict().items() if k.startswith(own) and k not in state}
+        if missing and any(k.startswith("statistics.") for k in missing):
+            logger.warning("The checkpoint has no running statistics (anomalib's Padim, or an older one): it predicts "
+                           "as saved, but fitting it again replaces its Gaussians instead of adding images.")
+        state.update(missing)
 
     def on_validation_start(self) -> None:
         self._fit_if_pending()

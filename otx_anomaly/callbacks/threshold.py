@@ -7,7 +7,7 @@ import math
 from typing import Any, Literal
 
 import torch
-from anomalib.metrics import F1AdaptiveThreshold
+from anomalib.metrics import F1AdaptiveThreshold, MinMax
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -77,7 +77,7 @@ class AdaptiveThreshold(Callback):
         self._labels: list[torch.Tensor] = []
         self._image_f1 = F1AdaptiveThreshold(fields=["pred_score", "gt_label"])
         self._pixel_f1 = F1AdaptiveThreshold(fields=["anomaly_map", "gt_mask"], strict=False)
-        self._pixel_range = [math.inf, -math.inf]
+        self._pixel_range = MinMax(fields=["anomaly_map"], strict=False)
         self._anomalous_pixels = 0
 
     @staticmethod
@@ -96,9 +96,7 @@ class AdaptiveThreshold(Callback):
             self._labels.append(outputs.gt_label.detach().cpu().reshape(-1).int())
             self._image_f1.update(outputs)
         if outputs.anomaly_map is not None:
-            anomaly_map = outputs.anomaly_map.detach()
-            self._pixel_range = [min(self._pixel_range[0], float(anomaly_map.min())),
-                                 max(self._pixel_range[1], float(anomaly_map.max()))]
+            self._pixel_range.update(outputs)
             if outputs.gt_mask is not None:
                 self._anomalous_pixels += int(outputs.gt_mask.sum())
                 self._pixel_f1.update(outputs)
@@ -112,8 +110,8 @@ class AdaptiveThreshold(Callback):
             return
         scores = torch.cat(self._scores)
         labels = torch.cat(self._labels) if self._labels else torch.zeros_like(scores, dtype=torch.int)
-        pixel_min, pixel_max = self._pixel_range if math.isfinite(self._pixel_range[0]) else (math.nan, math.nan)
-        post.set_normalization(float(scores.min()), float(scores.max()), pixel_min, pixel_max)
+        pixel_min, pixel_max = self._pixel_range.compute() if self._pixel_range.update_called else (math.nan, math.nan)
+        post.set_normalization(float(scores.min()), float(scores.max()), float(pixel_min), float(pixel_max))
 
         image_threshold, self.rules["image"] = self._adaptive_image_threshold(scores, labels)
         if self._anomalous_pixels > 0:
@@ -125,8 +123,6 @@ class AdaptiveThreshold(Callback):
         post.set_thresholds(image_threshold, pixel_threshold)
         if self.mode == "manual":
             self._apply_manual(post)
-        self.rules["values"] = (f"image {float(post.image_threshold):.6g}, pixel {float(post.pixel_threshold):.6g}"
-                                " (raw units)")
         for kind in ("image", "pixel"):
             logger.info("%s threshold: %s", kind.capitalize(), self.rules[kind])
 

@@ -12,12 +12,12 @@ from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2.functional import to_dtype, to_image
 from torchvision.tv_tensors import Mask
 
-from otx_anomaly.deploy.images import open_image
+from otx_anomaly.deploy.images import open_image, open_mask
 
 
 def read_mask(path: str) -> Mask:
     """A defect mask: every pixel above zero is defect (anomalib's rule)."""
-    return Mask(to_image(open_image(path, "L")).squeeze() > 0, dtype=torch.uint8)
+    return Mask(torch.from_numpy(open_mask(path) > 0), dtype=torch.uint8)
 
 
 class AnomalySampleDataset(AnomalibDataset):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from anomalib.data.utils import LabelName
 from pandas import DataFrame
 
-from otx_anomaly.deploy.images import open_image
+from otx_anomaly.deploy.images import UnreadableImageError, open_image, open_mask
 from otx_anomaly.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -49,21 +50,18 @@ def check_files(rows: list[dict]) -> None:
     unreadable, mismatched, grey = [], [], []
     for row in rows:
         try:
-            image_size = open_image(row["image_path"]).size
-        except DatasetError as error:
-            unreadable.append(str(error).removeprefix("Cannot read image ").split(". Replace")[0])
+            width, height = open_image(row["image_path"]).size
+            mask = open_mask(row["mask_path"]) if row["mask_path"] else None
+        except UnreadableImageError as error:
+            unreadable.append(f"{error.path!r} ({error.reason})")
             continue
-        if row["mask_path"]:
-            try:
-                mask = open_image(row["mask_path"], "L")
-            except DatasetError as error:
-                unreadable.append(str(error).removeprefix("Cannot read image ").split(". Replace")[0])
-                continue
-            if mask.size != image_size:
-                mismatched.append(f"{row['mask_path']} is {mask.size[0]}x{mask.size[1]} but its image is "
-                                  f"{image_size[0]}x{image_size[1]}")
-            elif len(mask.getcolors(256) or ()) > 2:
-                grey.append(row["mask_path"])
+        if mask is None:
+            continue
+        if mask.shape != (height, width):
+            mismatched.append(f"{row['mask_path']} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                              f"{width}x{height}")
+        elif len(np.unique(mask)) > 2:
+            grey.append(row["mask_path"])
     problems = []
     if unreadable:
         problems.append(f"{len(unreadable)} file(s) cannot be read: " + "; ".join(unreadable[:5])

@@ -18,19 +18,40 @@ from otx_anomaly.errors import DatasetError
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
-    """The decoded image in ``mode`` ("RGB" for images, "L" for masks); a :class:`DatasetError`
-    naming the file when it is empty, truncated or not an image."""
+class UnreadableImageError(DatasetError):
+    """An image or mask file that is empty, truncated or not an image."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"Cannot read image {self.path!r} ({reason}). Replace or remove the file.")
+
+
+def _decode(path: str | Path) -> Image.Image:
+    """The decoded image, EXIF orientation applied; :class:`UnreadableImageError` otherwise."""
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in SIXTEEN_BIT_MODES:
-                image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
-            return image.convert(mode)
+            image.load()
+            return ImageOps.exif_transpose(image)
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad files
-        reason = "empty file" if Path(path).is_file() and Path(path).stat().st_size == 0 else (
-            f"{type(error).__name__}: {error}")
-        raise DatasetError(f"Cannot read image {str(path)!r} ({reason}). Replace or remove the file.") from error
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        raise UnreadableImageError(path, "empty file" if empty else f"{type(error).__name__}: {error}") from error
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """The image as RGB: 16-bit scaled to 8 bits, gray, palette and RGBA converted (alpha dropped)."""
+    image = _decode(path)
+    if image.mode in SIXTEEN_BIT_MODES:
+        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def open_mask(path: str | Path) -> np.ndarray:
+    """The mask's values as stored, one channel (colour masks become gray); above zero is defect.
+    Not rescaled, so a 16-bit mask of 0 and 1 keeps its defects."""
+    image = _decode(path)
+    if image.mode not in (*SIXTEEN_BIT_MODES, "L", "P", "1"):
+        image = image.convert("L")
+    return np.asarray(image)
 
 
 def displayed_size(path: str | Path) -> tuple[int, int]:

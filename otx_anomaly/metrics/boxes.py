@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from otx_anomaly.deploy.images import displayed_size, open_image
+from otx_anomaly.deploy.images import displayed_size, open_mask
 from otx_anomaly.prediction import TaskHead, boxes_from_mask
 from otx_anomaly.tasks import AnomalyTask
 
@@ -92,7 +92,7 @@ class _BoxMatching(Metric):
             )
             gt_boxes = np.zeros((0, 4), np.int32)
             if mask_path:
-                mask = np.asarray(open_image(mask_path, "L")) > 0
+                mask = open_mask(mask_path) > 0
                 gt_boxes, _ = boxes_from_mask(mask, mask.astype(np.float32))
             self._add_image(prediction.pred_boxes, prediction.box_scores, gt_boxes)
 

@@ -130,3 +130,13 @@ def test_ground_truth_type_without_test_images(dataset, caplog):
     with caplog.at_level(logging.WARNING):
         assert len(setup_data(dataset).test_data) == 5
     assert "scratch" in caplog.text
+
+
+def test_sixteen_bit_mask_of_zeros_and_ones_keeps_its_defect(dataset):
+    mask = np.zeros((40, 48), np.uint16)
+    mask[5:15, 5:15] = 1  # scaling 16 bits down to 8 would erase it
+    Image.fromarray(mask).save(dataset / "part" / "ground_truth" / "dent" / "000_mask.png")
+    datamodule = setup_data(dataset)
+    samples = datamodule.test_data.samples
+    index = int(samples.index[samples.mask_path.str.endswith("000_mask.png")][0])
+    assert int(datamodule.test_data[index].gt_mask.sum()) == 100

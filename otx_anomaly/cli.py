@@ -2,8 +2,11 @@
 
 Subcommands ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's: ``--config`` takes a
 recipe and every model, data and trainer argument can be overridden on the command line.
-``export`` writes a checkpoint as OpenVINO IR or ONNX; ``demo`` generates a small synthetic
-dataset and trains, tests and predicts on it.
+``export`` writes a checkpoint as OpenVINO IR or ONNX; ``optimize`` quantizes an exported model to
+INT8 with NNCF; ``demo`` generates a small synthetic dataset and trains, tests and predicts on it.
+``predict`` writes its results to ``--output_dir``
+(:class:`~otx_anomaly.callbacks.AnomalyPredictionWriter`); ``infer`` does the same with an exported
+model and without torch (:mod:`otx_anomaly.cli_infer`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # anomalib's package import warns about its own deprecated modules; users cannot act on that.
@@ -25,7 +29,7 @@ from jsonargparse._util import import_object  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 from otx_anomaly.errors import OtxAnomalyError  # noqa: E402
-from otx_anomaly.summary import print_fit_summary, print_predictions  # noqa: E402
+from otx_anomaly.summary import print_fit_summary  # noqa: E402
 
 logger = logging.getLogger("otx_anomaly")
 
@@ -112,12 +116,38 @@ class OTXAnomalyCLI(LightningCLI):
             update = {subcommand: {"model": {"class_path": class_path, "init_args": hparams}}}
             self.config = self.parser.parse_object(update, self.config)
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        """``predict`` takes the options of its output files (the same as ``infer``'s)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--output_dir", type=str | None, default=None,
+                                help="Results folder: predictions.jsonl/.csv, masks, overlays, report.html "
+                                     "(default: <trainer.default_root_dir>/predictions).")
+            parser.add_argument("--overlays", type=bool, default=True, help="Write full-size overlay images.")
+            parser.add_argument("--report_max_images", type=int | None, default=500,
+                                help="At most this many images (highest scores) in report.html; null: all.")
+        return parser
+
     def after_fit(self) -> None:
         print_fit_summary(self.trainer)
 
     def predict(self, model: Any, datamodule: Any = None, ckpt_path: str | None = None, **kwargs: Any) -> None:
-        predictions = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
-        print_predictions([p for batch in predictions or [] for p in batch])
+        """Lightning's predict, with the results written by an AnomalyPredictionWriter (the recipe's or
+        one made from ``--output_dir``, ``--overlays``, ``--report_max_images``)."""
+        from otx_anomaly.callbacks import AnomalyPredictionWriter
+
+        options = self.config_init["predict"]
+        output_dir = None if options.get("output_dir") is None else Path(options["output_dir"])
+        configured = [c for c in self.trainer.callbacks if isinstance(c, AnomalyPredictionWriter)]
+        if configured:  # from the recipe or --trainer.callbacks; an explicit --output_dir still applies
+            configured[0].output_dir = output_dir or configured[0].output_dir
+        else:
+            self.trainer.callbacks.append(AnomalyPredictionWriter(
+                output_dir, overlays=options.get("overlays", True),
+                report_max_images=options.get("report_max_images", 500)))
+        if kwargs.get("return_predictions") is None:
+            kwargs["return_predictions"] = False  # the writer streams them; full-size maps would fill memory
+        self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,10 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from otx_anomaly.demo import run_demo
 
             run_demo(argv[1:])
+        elif argv and argv[0] == "infer":
+            from otx_anomaly.cli_infer import run_infer
+
+            run_infer(argv[1:])
         elif argv and argv[0] == "export":
             from otx_anomaly.cli_export import run_export
 
             run_export(argv[1:])
+        elif argv and argv[0] == "optimize":
+            from otx_anomaly.cli_optimize import run_optimize
+
+            run_optimize(argv[1:])
         else:
             OTXAnomalyCLI(args=argv if explicit else None)
     except OtxAnomalyError as error:

@@ -1,4 +1,5 @@
-"""``python -m otx_anomaly demo``: generate the synthetic dataset, then train, test and predict.
+"""``python -m otx_anomaly demo``: generate the synthetic dataset, then train, test and predict (the
+predictions, overlays and report go to ``<output>/predictions``).
 
 Runs offline: with ``--backbone-weights`` it uses that file; otherwise it tries the ImageNet
 download and, if that fails, says plainly that it runs on random backbone weights.
@@ -51,8 +52,9 @@ def run_demo(argv: Sequence[str]) -> dict[str, float]:
     args = parse_args(argv)
     import lightning.pytorch as pl
 
+    from otx_anomaly.callbacks import AnomalyPredictionWriter
     from otx_anomaly.data import MVTecDataModule, make_demo_dataset
-    from otx_anomaly.summary import print_fit_summary, print_predictions
+    from otx_anomaly.summary import print_fit_summary
 
     pl.seed_everything(0)
     make_demo_dataset(args.root)
@@ -68,6 +70,6 @@ def run_demo(argv: Sequence[str]) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule)
     print_fit_summary(trainer)
     metrics = trainer.test(model, datamodule=datamodule)[0]
-    predictions = trainer.predict(model, datamodule=datamodule)
-    print_predictions([p for batch in predictions for p in batch], top=10)
+    trainer.callbacks.append(AnomalyPredictionWriter(args.output / "predictions"))
+    trainer.predict(model, datamodule=datamodule, return_predictions=False)
     return metrics

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +21,7 @@ from torchvision.transforms.v2 import Normalize
 
 from otx_anomaly.deploy.metadata import MODEL_TYPE, write_metadata
 from otx_anomaly.errors import OtxAnomalyError
-from otx_anomaly.files import replace_folder
+from otx_anomaly.files import replace_folder, staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +130,7 @@ def export_model(
     output_dir = Path(output_dir)
     metadata = export_metadata(model)
     try:
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+        staging = staging_folder(output_dir)
     except OSError as error:
         raise ExportError(f"Cannot write to {str(output_dir.parent)!r} ({error}). Choose a writable output folder.") \
             from error

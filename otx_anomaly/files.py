@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
+
+
+def staging_folder(target: Path) -> Path:
+    """A new hidden folder beside ``target`` to write into before :func:`replace_folder`. Made with
+    ``mkdir`` (not ``mkdtemp``, which is private to its owner) so the result has the umask's usual
+    permissions. Raises ``OSError`` when the parent cannot be written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    return staging
 
 
 def replace_folder(source: Path, target: Path) -> None:

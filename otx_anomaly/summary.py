@@ -1,16 +1,22 @@
-"""What the user sees at the end of a command: where the model is, its thresholds, its predictions."""
+"""What the user sees at the end of a command: where the model is, its thresholds, its predictions.
+
+Imports no torch at load time: the exported-model ``infer`` command prints its predictions here too.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from lightning.pytorch import Trainer
 from rich.console import Console
 from rich.table import Table
 
 from otx_anomaly.prediction import AnomalyPrediction
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
 
 console = Console()
 

@@ -175,7 +175,7 @@ def test_export_callback_writes_fp32_and_fp16_after_fit(demo_root, tmp_path):
     assert fp16.path.with_suffix(".bin").stat().st_size < 0.6 * fp32.path.with_suffix(".bin").stat().st_size
     image = demo_root / "demo" / "test" / "scratch" / "000.png"
     assert fp16.predict(image).pred_score == pytest.approx(fp32.predict(image).pred_score, abs=2e-2)
-    with pytest.raises(Exception, match="FP32 and/or FP16"):
+    with pytest.raises(Exception, match="FP32, FP16 and/or INT8"):
         OpenVINOExport(precision="INT4")
 
 

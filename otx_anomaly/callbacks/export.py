@@ -17,23 +17,50 @@ class OpenVINOExport(Callback):
     """At the end of ``fit``, writes ``<output_dir>/<precision>/model.xml`` (+ ``model.bin``) for each
     precision, from the best checkpoint when one was saved (else the final weights).
 
+    ``INT8`` quantizes the FP32 model with NNCF (which is then written too), calibrated on the fit's
+    normal training images; with ``accuracy_control`` the validation split holds ``metric`` within
+    ``max_drop`` (see :func:`otx_anomaly.deploy.quantization.quantize`).
+
     Args:
         output_dir: where to write; default ``<log dir>/export``.
-        precision: ``FP32``, ``FP16`` or a list of both.
+        precision: ``FP32``, ``FP16``, ``INT8`` or a list of them.
+        subset_size: INT8 calibration images (at most).
+        accuracy_control: INT8 with NNCF's accuracy control on the validation split.
+        metric: what accuracy control holds: ``image_AUROC``, ``image_F1`` or ``pixel_AUROC``.
+        max_drop: the absolute drop accuracy control allows.
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> trainer = pl.Trainer(callbacks=[OpenVINOExport(precision=["FP32", "FP16"])])
+        >>> trainer = pl.Trainer(callbacks=[OpenVINOExport(precision=["FP32", "INT8"])])
     """
 
-    def __init__(self, output_dir: str | Path | None = None, precision: str | Sequence[str] = "FP32") -> None:
+    def __init__(
+        self,
+        output_dir: str | Path | None = None,
+        precision: str | Sequence[str] = "FP32",
+        subset_size: int = 300,
+        accuracy_control: bool = False,
+        metric: str = "image_AUROC",
+        max_drop: float = 0.01,
+    ) -> None:
+        from otx_anomaly.deploy.quantization import METRICS
+
         precisions = [precision] if isinstance(precision, str) else list(precision)
         precisions = [p.upper() for p in precisions]
-        unknown = [p for p in precisions if p not in ("FP32", "FP16")]
+        unknown = [p for p in precisions if p not in ("FP32", "FP16", "INT8")]
         if unknown or not precisions:
-            raise ConfigError(f"OpenVINOExport precision must be FP32 and/or FP16, got {precision!r}.")
+            raise ConfigError(f"OpenVINOExport precision must be FP32, FP16 and/or INT8, got {precision!r}.")
+        if "INT8" in precisions and "FP32" not in precisions:  # INT8 is quantized from the FP32 model
+            precisions.insert(0, "FP32")
+        if metric not in METRICS or not 0 <= max_drop < 1 or subset_size < 1:
+            raise ConfigError(f"OpenVINOExport: metric must be one of {', '.join(METRICS)} (got {metric!r}), "
+                              f"max_drop in [0, 1) (got {max_drop}), subset_size >= 1 (got {subset_size}).")
         self.output_dir = None if output_dir is None else Path(output_dir)
-        self.precisions = precisions
+        self.precisions = sorted(set(precisions), key=("FP32", "FP16", "INT8").index)
+        self.subset_size = subset_size
+        self.accuracy_control = accuracy_control
+        self.metric = metric
+        self.max_drop = max_drop
         self.exported: list[Path] = []
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -45,6 +72,21 @@ class OpenVINOExport(Callback):
         model = type(pl_module).load_from_checkpoint(checkpoint, map_location="cpu") if checkpoint else pl_module
         source = checkpoint or "the final weights"
         root = self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "export"
-        self.exported = [export_model(model, root / p.lower(), precision=p) for p in self.precisions]
+        self.exported = [export_model(model, root / p.lower(), precision=p) for p in self.precisions if p != "INT8"]
+        if "INT8" in self.precisions:
+            self.exported.append(self._quantize(trainer, self.exported[0], root / "int8"))
         for path in self.exported:
             logger.info("OpenVINO model from %s: %s", source, path)
+
+    def _quantize(self, trainer: Trainer, fp32: Path, output_dir: Path) -> Path:
+        from otx_anomaly.deploy.quantization import labeled_images, quantize
+
+        datamodule = trainer.datamodule
+        train = getattr(datamodule, "train_data", None)
+        if train is None or not hasattr(train, "samples"):
+            raise ConfigError("OpenVINOExport INT8 calibrates on the fit's training images: fit with an anomalib "
+                              "DataModule (for example otx_anomaly.data.MVTecDataModule), or quantize the FP32 "
+                              "model with `python -m otx_anomaly optimize`.")
+        validation = labeled_images(datamodule.val_data.samples) if self.accuracy_control else None
+        return quantize(fp32, [str(p) for p in train.samples.image_path], output_dir, subset_size=self.subset_size,
+                        validation=validation, metric=self.metric, max_drop=self.max_drop)

@@ -7,6 +7,7 @@ and they never download: a missing dataset is an error that says what was expect
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +15,17 @@ from pathlib import Path
 import torch
 from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.utils import LabelName, TestSplitMode, ValSplitMode
+from lightning.pytorch.trainer.states import TrainerFn
 from pandas import DataFrame, read_csv
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms.v2 import Transform
 
 from otx_anomaly.data.datasets import AnomalySampleDataset
 from otx_anomaly.data.samples import check_files, mvtec_samples, samples_frame
+from otx_anomaly.deploy.inputs import UnreadableInput, nothing_readable, resolve_inputs, split_readable
 from otx_anomaly.errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -41,15 +46,31 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
 
+def predict_samples(paths: list[Path]) -> DataFrame:
+    """The sample table of images to predict on: no labels, no masks."""
+    rows = [{"path": str(path.parent), "split": "predict", "label": "", "image_path": str(path),
+             "label_index": int(LabelName.UNKNOWN), "mask_path": ""} for path in paths]
+    frame = DataFrame(rows, columns=["path", "split", "label", "image_path", "label_index", "mask_path"])
+    frame["label_index"] = frame["label_index"].astype(int)
+    frame.attrs["task"] = "classification"
+    frame.attrs["split"] = "predict"
+    return frame
+
+
 class _FolderDataModule(AnomalibDataModule):
-    """What the MVTec AD and VisA data modules share: options, checks and dataset creation."""
+    """What the MVTec AD and VisA data modules share: options, checks and dataset creation.
+
+    ``predict_path`` (an image, a folder or a quoted glob) replaces the test split in ``predict``:
+    files that cannot be read are skipped and listed in ``predict_errors`` (a run stops for them only
+    when no file can be read), and ``root``/``category`` are then not needed.
+    """
 
     layout: str
 
     def __init__(
         self,
-        root: str | Path,
-        category: str,
+        root: str | Path | None = None,
+        category: str | None = None,
         train_batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 4,
@@ -62,6 +83,7 @@ class _FolderDataModule(AnomalibDataModule):
         test_augmentations: Transform | None = None,
         augmentations: Transform | None = None,
         seed: int | None = None,
+        predict_path: str | Path | None = None,
     ) -> None:
         if train_batch_size < 1 or eval_batch_size < 1 or num_workers < 0:
             raise ConfigError(
@@ -92,14 +114,30 @@ class _FolderDataModule(AnomalibDataModule):
             test_split_ratio=test_split_ratio,
             seed=seed,
         )
-        self.root = Path(root).expanduser()
+        self.root = None if root is None else Path(root).expanduser()
         self.category = category
+        self.predict_path = None if predict_path is None else str(predict_path)
+        self.predict_errors: list[UnreadableInput] = []
+
+    def _predicting_new_images(self, stage: str | None = None) -> bool:
+        if self.predict_path is None:
+            return False
+        if stage is not None:
+            return stage == TrainerFn.PREDICTING
+        trainer = self.trainer
+        return trainer is not None and trainer.state.fn == TrainerFn.PREDICTING
 
     def prepare_data(self) -> None:
         """Check that the data is there; unlike anomalib, never download."""
-        self.check_layout()
+        if not self._predicting_new_images():
+            self.check_layout()
 
     def check_layout(self) -> None:
+        if self.root is None or self.category is None:
+            raise DatasetError(
+                f"Set data.root and data.category: fit, validate and test read the dataset ({self.layout} layout). "
+                "Only predict on other images (data.predict_path) works without them."
+            )
         if not self.root.is_dir():
             raise DatasetError(
                 f"Dataset root {str(self.root)!r} does not exist. Set `data.root` to the folder that holds "
@@ -130,6 +168,44 @@ class _FolderDataModule(AnomalibDataModule):
         self.check_layout()
         self.train_data = AnomalySampleDataset(self.read_samples("train"), self.category)
         self.test_data = AnomalySampleDataset(self.read_samples("test"), self.category)
+
+    def setup(self, stage: str | None = None) -> None:
+        """As anomalib's, except that ``predict`` with ``predict_path`` reads only those images."""
+        if not self._predicting_new_images(stage):
+            super().setup(stage)
+            return
+        readable, self.predict_errors = split_readable(resolve_inputs(self.predict_path))
+        if not readable:
+            raise nothing_readable(self.predict_path, self.predict_errors)
+        if self.predict_errors:
+            logger.warning("%d of %d file(s) cannot be read and are skipped: %s", len(self.predict_errors),
+                           len(readable) + len(self.predict_errors),
+                           "; ".join(f"{e.path} ({e.reason})" for e in self.predict_errors[:5])
+                           + (" ..." if len(self.predict_errors) > 5 else ""))
+        self.predict_data = AnomalySampleDataset(predict_samples(readable), self.category or "")
+        self._update_augmentations()
+
+    def _update_augmentations(self) -> None:
+        """Also gives the images of ``predict_path`` the test augmentations and the model's resize."""
+        super()._update_augmentations()
+        predict_data = getattr(self, "predict_data", None)
+        if predict_data is None:
+            return
+        model_transform = getattr(getattr(getattr(self.trainer, "model", None), "pre_processor", None),
+                                  "transform", None)
+        if model_transform is not None:
+            self._update_subset_augmentations(predict_data, self.test_augmentations, model_transform)
+        else:
+            predict_data.augmentations = self.test_augmentations
+
+    def predict_dataloader(self) -> DataLoader:
+        """The images of ``predict_path``, in path order; without it, the test split (anomalib's default)."""
+        if self.predict_path is None:
+            return super().predict_dataloader()
+        if getattr(self, "predict_data", None) is None:
+            self.setup(TrainerFn.PREDICTING)
+        return DataLoader(self.predict_data, batch_size=self.eval_batch_size, num_workers=self.num_workers,
+                          shuffle=False, collate_fn=self.predict_data.collate_fn)
 
 
 class MVTecDataModule(_FolderDataModule):

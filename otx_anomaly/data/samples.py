@@ -14,13 +14,12 @@ import numpy as np
 from anomalib.data.utils import LabelName
 from pandas import DataFrame
 
-from otx_anomaly.deploy.images import UnreadableImageError, open_image, open_mask
+from otx_anomaly.deploy.ground_truth import NORMAL_FOLDER, find_mask
+from otx_anomaly.deploy.images import IMAGE_EXTENSIONS, UnreadableImageError, open_image, open_mask
 from otx_anomaly.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-NORMAL_FOLDER = "good"
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -31,16 +30,6 @@ def list_images(folder: Path) -> list[Path]:
     if skipped:
         logger.info("Skipping %d non-image file(s) in %s: %s", len(skipped), folder, ", ".join(skipped[:5]))
     return images
-
-
-def find_mask(mask_folder: Path, stem: str) -> Path | None:
-    """``<stem>_mask.<ext>`` as in MVTec AD, or ``<stem>.<ext>``."""
-    for name in (f"{stem}_mask", stem):
-        for extension in IMAGE_EXTENSIONS:
-            candidate = mask_folder / f"{name}{extension}"
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def check_files(rows: list[dict]) -> None:

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 from otx_anomaly.errors import DatasetError
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class UnreadableImageError(DatasetError):

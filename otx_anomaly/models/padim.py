@@ -44,8 +44,8 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> model = Padim(task="detection", pre_trained=False)  # doctest: +SKIP
-        >>> trainer = pl.Trainer(**model.trainer_arguments)  # doctest: +SKIP
+        >>> model = Padim(task="detection", pre_trained=False)
+        >>> trainer = pl.Trainer(**model.trainer_arguments)
     """
 
     def __init__(

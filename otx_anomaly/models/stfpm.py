@@ -50,8 +50,9 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         pre_trained: start the teacher from ImageNet weights (downloaded unless
             ``backbone_weights`` is given). Without them STFPM learns little.
         backbone_weights: local state-dict file for the teacher, used instead of a download.
-        lr, momentum, weight_decay: the student's SGD settings (the product's defaults
-            0.4, 0.9 and 1e-4; anomalib fixes weight decay at 1e-3).
+        lr: the student's SGD learning rate (the product's default 0.4).
+        momentum: SGD momentum (0.9).
+        weight_decay: SGD weight decay (the product's 1e-4; anomalib fixes it at 1e-3).
         image_size: (height, width) the images are resized to before the networks.
         min_box_area: detection drops connected components smaller than this many pixels.
     """

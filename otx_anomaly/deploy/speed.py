@@ -1,0 +1,61 @@
+"""Latency and throughput of a model at batch 1, measured the same way for every engine (no torch needed).
+
+Latency is what one camera waiting for each verdict sees: the median, over several passes, of the
+mean time per image. Throughput is what a line with several images in flight gets: OpenVINO's
+``THROUGHPUT`` hint runs parallel inference requests (streams) over the cores, each on one image.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+#: What the inferencer compiles with on CPU: float32 where the graph is not INT8 (see OpenVINOInferencer).
+CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], repeats: int = 5) -> float:
+    """Median over ``repeats`` passes of the mean milliseconds per input, after one warm-up call."""
+    if not inputs or repeats < 1:
+        raise ValueError("latency_ms needs at least one input and one repeat")
+    run(inputs[0])
+    per_image = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for item in inputs:
+            run(item)
+        per_image.append((time.perf_counter() - start) / len(inputs))
+    return statistics.median(per_image) * 1000.0
+
+
+def openvino_throughput(model_path: str | Path, inputs: Sequence[np.ndarray], repeats: int = 5,
+                        device: str = "CPU") -> float:
+    """Images per second of ``model_path`` with OpenVINO's throughput hint, batch 1 per request;
+    the median over ``repeats`` passes over ``inputs``."""
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", **(CPU_CONFIG if device.upper().startswith("CPU") else {})}
+    compiled = ov.Core().compile_model(str(model_path), device, config)
+    queue = ov.AsyncInferQueue(compiled)
+    for tensor in inputs[: len(queue)]:  # warm-up, one image per request
+        queue.start_async(tensor)
+    queue.wait_all()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for tensor in inputs:
+            queue.start_async(tensor)
+        queue.wait_all()
+        rates.append(len(inputs) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def model_size_mb(model_path: str | Path) -> float:
+    """Size on disk of an OpenVINO model (``.xml`` + ``.bin``) or a single-file model, in MB (10^6 bytes)."""
+    path = Path(model_path)
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return sum(f.stat().st_size for f in files if f.exists()) / 1e6

@@ -1,0 +1,180 @@
+"""NNCF INT8: the quantized model keeps its metadata and predictions, the CLI and the export callback
+produce it, and the inputs that cannot work fail with a message that says what to do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import lightning.pytorch as pl
+import openvino as ov
+import pytest
+
+from otx_anomaly.callbacks import OpenVINOExport
+from otx_anomaly.cli import main
+from otx_anomaly.deploy import OpenVINOInferencer, quantize
+from otx_anomaly.deploy.metadata import MetadataError, read_metadata
+from otx_anomaly.deploy.quantization import QuantizationError, evaluate, is_quantized, labeled_images
+from otx_anomaly.errors import ConfigError
+from otx_anomaly.export import export_model
+from otx_anomaly.models import Padim
+from tests.test_export import SMALL, _data, _trainer
+
+
+@pytest.fixture(scope="module")
+def fitted(demo_root, tmp_path_factory):
+    """A PaDiM fitted on the demo data, its FP32 export and its data module (set up)."""
+    pl.seed_everything(0)
+    model = Padim(task="segmentation", **SMALL)
+    trainer = _trainer(tmp_path_factory.mktemp("fit"), **model.trainer_arguments)
+    datamodule = _data(demo_root)
+    trainer.fit(model, datamodule=datamodule)
+    fp32 = export_model(model, tmp_path_factory.mktemp("export") / "fp32")
+    return model, fp32, datamodule
+
+
+@pytest.fixture(scope="module")
+def int8(fitted):
+    _, fp32, datamodule = fitted
+    return quantize(fp32, list(datamodule.train_data.samples.image_path))
+
+
+def test_int8_is_written_beside_the_fp32_model_with_its_metadata(fitted, int8):
+    _, fp32, _ = fitted
+    assert int8 == fp32.parent.parent / "int8" / "model.xml" and int8.with_suffix(".bin").is_file()
+    core = ov.Core()
+    original, quantized = core.read_model(fp32), core.read_model(int8)
+    assert is_quantized(quantized) and not is_quantized(original)
+    assert read_metadata(quantized) == read_metadata(original)
+    assert quantized.get_rt_info(["model_info", "precision"]).astype(str) == "INT8"
+    assert not [p for p in int8.parent.parent.iterdir() if p.name.startswith(".")]  # no staging folders left
+
+
+def test_int8_keeps_the_anomaly_map_and_normalization_in_float(int8):
+    """Only the backbone is quantized: no FakeQuantize feeds the map generator or the post-processor."""
+    model = ov.Core().read_model(int8)
+    quantized_consumers = set()
+    for op in model.get_ops():
+        if op.get_type_name() == "FakeQuantize":
+            for output in op.outputs():
+                quantized_consumers.update(t.get_node().get_friendly_name() for t in output.get_target_inputs())
+    assert quantized_consumers
+    assert not [n for n in quantized_consumers if "anomaly_map_generator" in n or "post_processor" in n]
+
+
+def test_int8_predicts_like_the_fp32_model(fitted, int8):
+    _, fp32, datamodule = fitted
+    test = labeled_images(datamodule.test_data.samples)
+    before, after = evaluate(fp32, test), evaluate(int8, test)
+    assert set(before) == {"image_AUROC", "image_F1", "pixel_AUROC"}
+    for name in before:
+        assert after[name] == pytest.approx(before[name], abs=0.05), name
+    assert OpenVINOInferencer(int8).predict(test[0].image).anomaly_map.shape == (64, 64)
+
+
+def test_quantizing_an_int8_model_is_refused(fitted, int8):
+    _, _, datamodule = fitted
+    with pytest.raises(QuantizationError, match="already quantized.*FP32"):
+        quantize(int8, list(datamodule.train_data.samples.image_path), int8.parent.parent / "again")
+    assert not (int8.parent.parent / "again").exists()
+
+
+def test_a_model_without_metadata_is_refused(fitted, tmp_path):
+    _, fp32, datamodule = fitted
+    graph = ov.Core().read_model(fp32)
+    foreign = ov.Model(graph.get_results(), graph.get_parameters(), "foreign")  # same graph, no model_info
+    ov.save_model(foreign, tmp_path / "foreign.xml")
+    with pytest.raises(MetadataError, match="not exported by otx_anomaly"):
+        quantize(tmp_path / "foreign.xml", list(datamodule.train_data.samples.image_path), tmp_path / "int8")
+    assert not (tmp_path / "int8").exists()
+
+
+def test_an_empty_calibration_set_is_refused(fitted, tmp_path):
+    _, fp32, _ = fitted
+    with pytest.raises(QuantizationError, match="calibration set is empty"):
+        quantize(fp32, [], tmp_path / "int8")
+    assert not (tmp_path / "int8").exists()
+
+
+def test_accuracy_control_needs_both_labels(fitted, tmp_path):
+    _, fp32, datamodule = fitted
+    normals = [s for s in labeled_images(datamodule.test_data.samples) if not s.label]
+    with pytest.raises(QuantizationError, match="normal and anomalous"):
+        quantize(fp32, list(datamodule.train_data.samples.image_path), tmp_path / "int8", validation=normals)
+
+
+def test_accuracy_control_quantizes_within_the_allowed_drop(fitted, tmp_path):
+    _, fp32, datamodule = fitted
+    validation = labeled_images(datamodule.val_data.samples)
+    int8 = quantize(fp32, list(datamodule.train_data.samples.image_path), tmp_path / "int8", validation=validation,
+                    metric="image_AUROC", max_drop=0.01)
+    before, after = evaluate(fp32, validation, ["image_AUROC"]), evaluate(int8, validation, ["image_AUROC"])
+    assert after["image_AUROC"] >= before["image_AUROC"] - 0.01
+
+
+def test_an_interrupted_quantization_leaves_the_previous_model(fitted, int8, monkeypatch):
+    _, fp32, datamodule = fitted
+    before = int8.with_suffix(".bin").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ov, "save_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        quantize(fp32, list(datamodule.train_data.samples.image_path))
+    assert int8.with_suffix(".bin").read_bytes() == before
+    assert not [p for p in int8.parent.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_optimize_command_writes_int8_and_prints_the_comparison(fitted, demo_root, tmp_path, capsys):
+    _, fp32, _ = fitted
+    output = tmp_path / "int8"
+    code = main(["optimize", "--model_path", str(fp32), "--config", "recipes/padim_seg.yaml",
+                 "--data.root", str(demo_root), "--data.category", "demo", "--data.num_workers", "0",
+                 "--subset_size", "8", "--output", str(output), "--benchmark_images", "2"])
+    assert code == 0
+    assert is_quantized(ov.Core().read_model(output / "model.xml"))
+    table = capsys.readouterr().out
+    for row in ("size (MB)", "image_AUROC", "pixel_AUROC", "latency (ms)", "throughput (images/s)"):
+        assert row in table
+
+
+def test_optimize_command_names_a_wrong_data_key(fitted, demo_root, tmp_path, capsys):
+    _, fp32, _ = fitted
+    with pytest.raises(SystemExit) as exit_info:
+        main(["optimize", "--model_path", str(fp32), "--config", "recipes/padim_seg.yaml",
+              "--data.root", str(demo_root), "--data.category", "demo", "--data.batch_sise", "4"])
+    assert exit_info.value.code == 2
+    assert "batch_sise" in capsys.readouterr().err
+
+
+def test_optimize_command_on_a_missing_dataset_is_a_clear_error(fitted, tmp_path, capsys):
+    _, fp32, _ = fitted
+    code = main(["optimize", "--model_path", str(fp32), "--config", "recipes/padim_seg.yaml",
+                 "--data.root", str(tmp_path / "nowhere"), "--data.category", "demo", "--data.num_workers", "0"])
+    assert code == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_export_callback_writes_fp32_and_int8_at_the_end_of_fit(demo_root, tmp_path):
+    pl.seed_everything(0)
+    model = Padim(task="classification", **SMALL)
+    callback = OpenVINOExport(output_dir=tmp_path / "export", precision="INT8", subset_size=8)
+    trainer = _trainer(tmp_path, callbacks=[callback], **model.trainer_arguments)
+    trainer.fit(model, datamodule=_data(demo_root))
+    assert [p.parent.name for p in callback.exported] == ["fp32", "int8"]
+    assert is_quantized(ov.Core().read_model(callback.exported[1]))
+    assert OpenVINOInferencer(callback.exported[1]).task == "classification"
+
+
+def test_export_callback_rejects_unknown_options():
+    with pytest.raises(ConfigError, match="INT8"):
+        OpenVINOExport(precision="INT4")
+    with pytest.raises(ConfigError, match="metric"):
+        OpenVINOExport(precision="INT8", metric="accuracy")
+
+
+def test_deploy_stays_torch_free_until_quantize_is_used():
+    code = "import sys, otx_anomaly.deploy as d; d.OpenVINOInferencer; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})

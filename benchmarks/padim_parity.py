@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from run import cpu_name  # benchmarks/ is the script's folder, first on sys.path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
@@ -36,16 +37,6 @@ def _run(make_model, datamodule, root: Path) -> tuple[dict, float]:
     return metrics, time.perf_counter() - start
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", nargs="+", type=Path, help="dataset roots in MVTec AD layout")
@@ -64,7 +55,7 @@ def main() -> None:
         load_backbone_weights(model.model.feature_extractor, args.weights)
         return model
 
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} cores; image size 256x256, resnet18, seed 7")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; image size 256x256, resnet18, seed 7")
     print("| dataset/category | image AUROC ours | anomalib | pixel AUROC ours | anomalib | time ours / anomalib |")
     print("|---|---|---|---|---|---|")
     for root in args.roots:

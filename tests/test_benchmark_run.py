@@ -1,0 +1,78 @@
+"""The benchmark entry point's quick path runs end to end and writes its report and plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_run():  # noqa: ANN202 - benchmarks/ is scripts, not a package
+    spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_writes_report_and_plots(demo_root, tmp_path):
+    """PaDiM on the demo data at 64x64, random weights: ours (three heads, four engines) and anomalib."""
+    pytest.importorskip("matplotlib")
+    run = _load_run()
+    out = tmp_path / "report"
+    report = run.main(["--quick", "--datasets", str(demo_root), "--category", "demo", "--random-weights",
+                       "--image-size", "64", "--calibration", "8", "--output", str(out)])
+
+    text = report.read_text()
+    assert "CPU:" in text and "run.py --quick" in text and "anomalib 2." in text
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert summary.count(f"| {demo_root.name}/demo | Padim |") == 1
+    dataset = f"{demo_root.name}/demo"
+    for task in ("classification", "detection", "segmentation"):
+        assert f"| {dataset} | Padim | {task} |" in text
+    for engine in ("eager PyTorch", "OpenVINO FP32", "OpenVINO FP16", "OpenVINO INT8"):
+        assert f"| {dataset} | Padim | {engine} |" in text
+    versus = text.split("## Versus anomalib", 1)[1].split("\n## ", 1)[0]
+    assert f"| {dataset} | Padim | " in versus and " = " in versus, "the anomalib comparison row is missing"
+    assert "| Stfpm |" not in text, "--quick runs PaDiM only"
+    for plot in ("accuracy.png", "fit_cost.png", "speed.png"):
+        assert (out / plot).stat().st_size > 1000, plot
+        assert f"]({plot})" in text
+
+    saved = json.loads((out / "results.json").read_text())
+    results = saved["rows"]
+    assert [(row["model"], sorted(row)) for row in results] == [
+        ("Padim", ["anomalib", "dataset", "epochs", "model", "ours"])]
+    ours, theirs = results[0]["ours"], results[0]["anomalib"]
+    assert set(ours["metrics"]) == {"classification", "detection", "segmentation"}
+    assert {"box_F1Score", "box_AP"} <= set(ours["metrics"]["detection"])
+    assert {"pixel_AUROC", "pixel_AUPRO"} <= set(ours["metrics"]["segmentation"])
+    assert ours["fit_s"] > 0 and ours["peak_mib"] > 100 and theirs["peak_mib"] > 100
+    # Same data, seed and feature subset: PaDiM's threshold-free metrics equal anomalib's.
+    assert ours["metrics"]["segmentation"]["image_AUROC"] == pytest.approx(
+        theirs["metrics"]["segmentation"]["image_AUROC"], abs=1e-4)
+
+    # --report-only rewrites the report and plots from results.json without measuring anything.
+    report.unlink()
+    (out / "speed.png").unlink()
+    assert run.main(["--report-only", "--output", str(out)]) == report
+    assert report.read_text() == text and (out / "speed.png").exists()
+
+
+def test_quick_options_and_subset(demo_root, tmp_path):
+    """--quick narrows the run; the subset keeps masks beside the images it keeps."""
+    run = _load_run()
+    args = run.parse_args(["--quick"])
+    assert args.models == ["Padim"] and args.max_train == 40 and args.max_test == 8
+    subset = run.subset_dataset(demo_root, "demo", tmp_path / "subset", max_train=3, max_test=1)
+    category = subset / "demo"
+    assert len(list((category / "train" / "good").iterdir())) == 3
+    for folder in (category / "test").iterdir():
+        assert len(list(folder.iterdir())) == 1
+        if folder.name != "good":
+            image = next(folder.iterdir())
+            assert (category / "ground_truth" / folder.name / f"{image.stem}_mask.png").exists()
+    assert run.find_datasets(tmp_path, ["subset"], None) == [(tmp_path / "subset", "demo")]

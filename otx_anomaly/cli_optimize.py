@@ -79,12 +79,12 @@ def print_comparison(original: Path, quantized: Path, samples: Sequence[Any], be
     from rich.table import Table
 
     from otx_anomaly.deploy import OpenVINOInferencer
-    from otx_anomaly.deploy.quantization import evaluate
+    from otx_anomaly.deploy.quantization import evaluate_models
     from otx_anomaly.deploy.speed import latency_ms, model_size_mb, openvino_throughput
 
     models = {"original": OpenVINOInferencer(original), "INT8": OpenVINOInferencer(quantized)}
     names = ["image_AUROC", "image_F1"] + (["pixel_AUROC"] if any(s.mask for s in samples) else [])
-    metrics = {key: evaluate(model, samples, names) for key, model in models.items()} if samples else {}
+    metrics = dict(zip(models, evaluate_models(list(models.values()), samples, names), strict=True)) if samples else {}
     table = Table(title=f"INT8 model: {quantized}", caption=f"metrics on the {len(samples)} test images; "
                   f"speed at batch 1 on {benchmark_images} of them")
     table.add_column("")

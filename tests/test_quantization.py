@@ -104,13 +104,24 @@ def test_accuracy_control_needs_both_labels(fitted, tmp_path):
         quantize(fp32, list(datamodule.train_data.samples.image_path), tmp_path / "int8", validation=normals)
 
 
-def test_accuracy_control_quantizes_within_the_allowed_drop(fitted, tmp_path):
+def test_accuracy_control_quantizes_within_the_allowed_drop(fitted, tmp_path, monkeypatch):
+    import nncf
+
     _, fp32, datamodule = fitted
     validation = labeled_images(datamodule.val_data.samples)
+    calls = []
+    real = nncf.quantize_with_accuracy_control
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
     int8 = quantize(fp32, list(datamodule.train_data.samples.image_path), tmp_path / "int8", validation=validation,
                     metric="image_AUROC", max_drop=0.01)
     before, after = evaluate(fp32, validation, ["image_AUROC"]), evaluate(int8, validation, ["image_AUROC"])
     assert after["image_AUROC"] >= before["image_AUROC"] - 0.01
+    assert len(calls) == 1 and calls[0]["max_drop"] == 0.01  # NNCF's accuracy control ran, not plain PTQ
 
 
 def test_an_interrupted_quantization_leaves_the_previous_model(fitted, int8, monkeypatch):

@@ -229,12 +229,20 @@ def evaluate(model: str | Path | OpenVINOInferencer, samples: Sequence[LabeledIm
     Image F1 uses the embedded threshold (0.5 on the normalized score); pixel AUROC is computed at
     the model's input size over the images that have masks (normal images count as all-normal).
     """
-    inferencer = model if isinstance(model, OpenVINOInferencer) else OpenVINOInferencer(model)
+    return evaluate_models([model], samples, metrics)[0]
+
+
+def evaluate_models(models: Sequence[str | Path | OpenVINOInferencer], samples: Sequence[LabeledImage],
+                    metrics: Sequence[str] = METRICS) -> list[dict[str, float]]:
+    """:func:`evaluate` for models of the same input size (an FP32 model and its INT8 copy), each
+    image decoded once for all of them."""
+    inferencers = [m if isinstance(m, OpenVINOInferencer) else OpenVINOInferencer(m) for m in models]
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise QuantizationError(f"Unknown metric(s) {sorted(unknown)}: choose from {', '.join(METRICS)}.")
-    prepared = _prepare(inferencer, samples)
-    return _metrics(_run(inferencer.compiled, [x for x, _, _ in prepared]), prepared, metrics)
+    prepared = _prepare(inferencers[0], samples)
+    tensors = [x for x, _, _ in prepared]
+    return [_metrics(_run(inferencer.compiled, tensors), prepared, metrics) for inferencer in inferencers]
 
 
 def _save_atomically(model: ov.Model, target: Path) -> Path:

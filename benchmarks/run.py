@@ -162,7 +162,7 @@ def _speed(model, data, job: dict) -> dict:  # noqa: ANN001
     sys.path.insert(0, str(HERE))
     from export_speed import engine_speeds
 
-    from otx_anomaly.deploy.quantization import evaluate, labeled_images
+    from otx_anomaly.deploy.quantization import evaluate_models, labeled_images
 
     source = Path(job["root"]) / job["category"]
     tests = sorted(p for p in (source / "test").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -172,7 +172,9 @@ def _speed(model, data, job: dict) -> dict:  # noqa: ANN001
     speeds, paths = engine_speeds(model, images, calibration, Path(job["workdir"]) / "export", job["repeats"],
                                   job["calibration"])
     samples = labeled_images(data.test_data.samples)
-    accuracy = {p: evaluate(paths[p], samples, ("image_AUROC", "pixel_AUROC")) for p in ("FP32", "INT8")}
+    engines = ("FP32", "INT8")
+    accuracy = dict(zip(engines, evaluate_models([paths[p] for p in engines], samples, ("image_AUROC", "pixel_AUROC")),
+                        strict=True))
     return {"speed": speeds, "openvino_accuracy": accuracy, "speed_images": len(images)}
 
 

@@ -33,12 +33,12 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
     """
     import torch
 
-    from otx_anomaly.deploy import OpenVINOInferencer, quantize
+    from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, quantize
     from otx_anomaly.deploy.speed import latency_ms, model_size_mb, openvino_throughput
-    from otx_anomaly.export import export_model
+    from otx_anomaly.deploy.export import export_model
 
     paths = {p: export_model(model, workdir / p.lower(), precision=p) for p in ("FP32", "FP16")}
-    paths["INT8"] = quantize(paths["FP32"], calibration, workdir / "int8", subset_size=calibration_size)
+    paths["INT8"] = quantize(paths["FP32"], calibration, workdir / "int8", QuantizationOptions(subset_size=calibration_size))
     engines = {p: OpenVINOInferencer(path) for p, path in paths.items()}
     inputs = [engines["FP32"].preprocess(path)[0] for path in images]
     model.eval()

@@ -36,8 +36,8 @@ def main() -> None:
 
     from otx_anomaly.data import MVTecDataModule
     from otx_anomaly.deploy import OpenVINOInferencer, quantize
-    from otx_anomaly.deploy.quantization import evaluate, labeled_images
-    from otx_anomaly.export import export_model
+    from otx_anomaly.deploy import QuantizationOptions, evaluate, labeled_images
+    from otx_anomaly.deploy.export import export_model
     from otx_anomaly.models import Padim, Stfpm
 
     print("| model | INT8 variant | image AUROC | image F1 | pixel AUROC |")
@@ -62,7 +62,7 @@ def main() -> None:
                 variants["map generator and normalization in float (default)"] = quantize(
                     fp32, calibration, Path(tmp) / "default")
                 variants["everything quantized (keep_float=False)"] = quantize(
-                    fp32, calibration, Path(tmp) / "all", keep_float=False)
+                    fp32, calibration, Path(tmp) / "all", QuantizationOptions(keep_float=False))
                 source = OpenVINOInferencer(fp32)
                 scope = nncf.IgnoredScope(patterns=[".*anomaly_map_generator.blur.*", ".*post_processor.*"],
                                           validate=False)
@@ -74,7 +74,7 @@ def main() -> None:
             else:
                 variants["full bias correction (default)"] = quantize(fp32, calibration, Path(tmp) / "full")
                 variants["fast bias correction"] = quantize(fp32, calibration, Path(tmp) / "fast",
-                                                            fast_bias_correction=True)
+                                                            QuantizationOptions(fast_bias_correction=True))
                 variants["accuracy control, image AUROC, max drop 0.01"] = quantize(
                     fp32, calibration, Path(tmp) / "control", validation=labeled_images(data.val_data.samples))
             for name, path in variants.items():

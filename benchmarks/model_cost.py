@@ -71,7 +71,7 @@ def measure(model_name: str, backbone: str, image_size: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from otx_anomaly.export import _ExportGraph
+    from otx_anomaly.deploy.export import _ExportGraph
 
     model = build(model_name, backbone, image_size)
     graph = _ExportGraph(model)
@@ -92,7 +92,7 @@ def measure(model_name: str, backbone: str, image_size: int) -> dict:
 
 def exported_bin_size(model_name: str, image_size: int, precision: str) -> int:
     """Export resnet18 for real (identity Gaussians) and return the size of its ``.bin``."""
-    from otx_anomaly.export import export_model
+    from otx_anomaly.deploy.export import export_model
 
     model = build(model_name, "resnet18", image_size, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:

@@ -162,7 +162,7 @@ def _speed(model, data, job: dict) -> dict:  # noqa: ANN001
     sys.path.insert(0, str(HERE))
     from export_speed import engine_speeds
 
-    from otx_anomaly.deploy.quantization import evaluate_models, labeled_images
+    from otx_anomaly.deploy import evaluate_models, labeled_images
 
     source = Path(job["root"]) / job["category"]
     tests = sorted(p for p in (source / "test").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -46,3 +46,19 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_demo_dataset(
         tmp_path_factory.mktemp("demo"), n_train=16, n_test_good=6, n_test_defect=4, image_size=64
     )
+
+
+@pytest.fixture(scope="session")
+def padim_checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one tiny PaDiM checkpoint of the fast tests: segmentation, random backbone, 64x64,
+    fitted on the demo data with thresholds from half of the test images."""
+    import lightning.pytorch as pl
+
+    from otx_anomaly.models import Padim
+    from tests.helpers import SMALL, demo_data, trainer
+
+    pl.seed_everything(0)
+    model = Padim(task="segmentation", **SMALL)
+    fit = trainer(tmp_path_factory.mktemp("padim_fit"), **model.trainer_arguments)
+    fit.fit(model, datamodule=demo_data(demo_root))
+    return fit.checkpoint_callback.best_model_path

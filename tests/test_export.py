@@ -13,64 +13,26 @@ from PIL import Image
 
 from otx_anomaly.callbacks import OpenVINOExport
 from otx_anomaly.cli import main
-from otx_anomaly.data import MVTecDataModule
-from otx_anomaly.deploy import FIELDS, MetadataError, OpenVINOInferencer
-from otx_anomaly.export import ExportError, export_model
+from otx_anomaly.deploy import FIELDS, OpenVINOInferencer, export_model
+from otx_anomaly.errors import ExportError, MetadataError
 from otx_anomaly.models import Padim, Stfpm
 from otx_anomaly.tasks import AnomalyTask
-
-SMALL = {"image_size": (64, 64), "pre_trained": False}
-
-
-def _trainer(root_dir, **kwargs) -> pl.Trainer:
-    return pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      default_root_dir=root_dir, **kwargs)
-
-
-def _data(root, category="demo") -> MVTecDataModule:
-    """Thresholds are chosen on half the test images and compared on the other half: an image whose
-    score *is* the threshold would sit on the edge, where any rounding decides its label."""
-    return MVTecDataModule(root=root, category=category, train_batch_size=16, eval_batch_size=16, num_workers=0,
-                           val_split_mode="from_test", val_split_ratio=0.5, seed=0)
-
-
-@pytest.fixture(scope="module")
-def fitted_checkpoint(demo_root, tmp_path_factory):
-    pl.seed_everything(0)
-    model = Padim(task="segmentation", **SMALL)
-    trainer = _trainer(tmp_path_factory.mktemp("fit"), **model.trainer_arguments)
-    trainer.fit(model, datamodule=_data(demo_root))
-    return trainer.checkpoint_callback.best_model_path
-
-
-def assert_same_predictions(lightning_predictions, inferencer, score_tolerance=1e-3, min_mask_iou=0.99):
-    for expected in lightning_predictions:
-        got = inferencer.predict(expected.image_path)
-        assert got.task is expected.task
-        assert got.pred_score == pytest.approx(expected.pred_score, abs=score_tolerance)
-        assert got.pred_label == expected.pred_label, expected.image_path
-        if expected.pred_boxes is not None:
-            assert got.pred_boxes.shape == expected.pred_boxes.shape, expected.image_path
-            if len(expected.pred_boxes):
-                assert np.abs(got.pred_boxes - expected.pred_boxes).max() <= 1
-        if expected.pred_mask is not None:
-            union = (got.pred_mask | expected.pred_mask).sum()
-            iou = (got.pred_mask & expected.pred_mask).sum() / union if union else 1.0
-            assert iou >= min_mask_iou, (expected.image_path, iou)
-            assert got.anomaly_map.shape == expected.anomaly_map.shape
+from tests.helpers import SMALL, assert_same_predictions
+from tests.helpers import demo_data as _data
+from tests.helpers import trainer as _trainer
 
 
 @pytest.mark.parametrize("task", list(AnomalyTask))
-def test_openvino_fp32_predicts_as_the_lightning_model(task, fitted_checkpoint, demo_root, tmp_path):
-    model = Padim.load_from_checkpoint(fitted_checkpoint, task=task)
+def test_openvino_fp32_predicts_as_the_lightning_model(task, padim_checkpoint, demo_root, tmp_path):
+    model = Padim.load_from_checkpoint(padim_checkpoint, task=task)
     datamodule = _data(demo_root)
     expected = [p for batch in _trainer(tmp_path).predict(model, datamodule=datamodule) for p in batch]
     inferencer = OpenVINOInferencer(export_model(model, tmp_path / "fp32"))
     assert_same_predictions(expected, inferencer)
 
 
-def test_metadata_round_trips_through_openvino_alone(fitted_checkpoint, tmp_path):
-    model = Padim.load_from_checkpoint(fitted_checkpoint, task="detection")
+def test_metadata_round_trips_through_openvino_alone(padim_checkpoint, tmp_path):
+    model = Padim.load_from_checkpoint(padim_checkpoint, task="detection")
     path = export_model(model, tmp_path / "fp32")
     ov_model = ov.Core().read_model(path)
     info = {key: ov_model.get_rt_info(["model_info", key]).astype(str) for key in FIELDS}
@@ -95,8 +57,8 @@ def test_deploy_imports_neither_torch_nor_lightning():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_inferencer_takes_paths_and_arrays_of_any_size(fitted_checkpoint, demo_root, tmp_path):
-    inferencer = OpenVINOInferencer(export_model(Padim.load_from_checkpoint(fitted_checkpoint), tmp_path / "m"))
+def test_inferencer_takes_paths_and_arrays_of_any_size(padim_checkpoint, demo_root, tmp_path):
+    inferencer = OpenVINOInferencer(export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "m"))
     path = demo_root / "demo" / "test" / "stain" / "000.png"
     rgb = np.asarray(Image.open(path).convert("RGB"))
     from_path, from_array = inferencer.predict(path), inferencer.predict(rgb)
@@ -108,9 +70,9 @@ def test_inferencer_takes_paths_and_arrays_of_any_size(fitted_checkpoint, demo_r
     assert wide.pred_mask.shape == (30, 200) and 0.0 <= wide.pred_score <= 1.0
 
 
-def test_onnx_export_carries_the_metadata_and_runs(fitted_checkpoint, demo_root, tmp_path):
+def test_onnx_export_carries_the_metadata_and_runs(padim_checkpoint, demo_root, tmp_path):
     onnx = pytest.importorskip("onnx", reason="ONNX export needs the [onnx] extra")
-    model = Padim.load_from_checkpoint(fitted_checkpoint)
+    model = Padim.load_from_checkpoint(padim_checkpoint)
     path = export_model(model, tmp_path / "onnx", export_format="onnx")
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["model_type"] == "AnomalyDetection" and float(props["image_threshold"]) == pytest.approx(
@@ -122,8 +84,8 @@ def test_onnx_export_carries_the_metadata_and_runs(fitted_checkpoint, demo_root,
     assert onnx_score == pytest.approx(float(ir.infer(tensor)["pred_score"].reshape(-1)[0]), abs=1e-5)
 
 
-def test_failed_export_leaves_no_partial_model_and_keeps_the_previous(fitted_checkpoint, tmp_path, monkeypatch):
-    model = Padim.load_from_checkpoint(fitted_checkpoint)
+def test_failed_export_leaves_no_partial_model_and_keeps_the_previous(padim_checkpoint, tmp_path, monkeypatch):
+    model = Padim.load_from_checkpoint(padim_checkpoint)
     target = tmp_path / "export"
     first = export_model(model, target)
     before = first.read_bytes()
@@ -143,13 +105,13 @@ def test_failed_export_leaves_no_partial_model_and_keeps_the_previous(fitted_che
     assert not (tmp_path / "new").exists()
 
 
-def test_interrupted_export_leaves_nothing(fitted_checkpoint, tmp_path, monkeypatch):
+def test_interrupted_export_leaves_nothing(padim_checkpoint, tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ov, "save_model", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        export_model(Padim.load_from_checkpoint(fitted_checkpoint), tmp_path / "export")
+        export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "export")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -179,8 +141,8 @@ def test_export_callback_writes_fp32_and_fp16_after_fit(demo_root, tmp_path):
         OpenVINOExport(precision="INT4")
 
 
-def test_export_command(fitted_checkpoint, tmp_path, capsys):
-    assert main(["export", "--ckpt_path", fitted_checkpoint, "--output", str(tmp_path / "ir")]) == 0
+def test_export_command(padim_checkpoint, tmp_path, capsys):
+    assert main(["export", "--ckpt_path", padim_checkpoint, "--output_dir", str(tmp_path / "ir")]) == 0
     assert (tmp_path / "ir" / "model.xml").is_file() and (tmp_path / "ir" / "model.bin").is_file()
     assert "Exported openvino FP32 model" in capsys.readouterr().out
     assert main(["export", "--ckpt_path", str(tmp_path / "missing.ckpt")]) == 2

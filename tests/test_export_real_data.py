@@ -9,10 +9,10 @@ import pytest
 
 from otx_anomaly.data import MVTecDataModule
 from otx_anomaly.deploy import OpenVINOInferencer
-from otx_anomaly.export import export_model
+from otx_anomaly.deploy.export import export_model
 from otx_anomaly.models import Padim, Stfpm
 from otx_anomaly.tasks import AnomalyTask
-from tests.test_export import assert_same_predictions
+from tests.helpers import assert_same_predictions
 
 pytestmark = pytest.mark.slow
 

@@ -22,11 +22,12 @@ def _hand_made(metric):
     AP: by score 0.9 TP, 0.8 TP, 0.7 FP, 0.6 FP -> precision 1, 1, 2/3, 1/2 at recall 1/3, 2/3, 2/3, 2/3
         -> AP = 1 * 1/3 + 1 * 1/3 = 2/3.
     """
-    metric.update(pred_boxes=np.array([[0, 0, 9, 9], [1, 1, 9, 9]]), pred_scores=np.array([0.9, 0.6]),
-                  gt_boxes=np.array([[0, 0, 9, 9]]))
-    metric.update(pred_boxes=np.array([[20, 20, 24, 29]]), pred_scores=np.array([0.8]),
-                  gt_boxes=np.array([[20, 20, 29, 29], [50, 50, 59, 59]]))
-    metric.update(pred_boxes=np.array([[0, 0, 4, 4]]), pred_scores=np.array([0.7]), gt_boxes=np.zeros((0, 4)))
+    metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [1, 1, 9, 9]])], box_scores=[torch.tensor([0.9, 0.6])],
+                  gt_boxes=[torch.tensor([[0, 0, 9, 9]])])
+    metric.update(pred_boxes=[torch.tensor([[20, 20, 24, 29]])], box_scores=[torch.tensor([0.8])],
+                  gt_boxes=[torch.tensor([[20, 20, 29, 29], [50, 50, 59, 59]])])
+    metric.update(pred_boxes=[torch.tensor([[0, 0, 4, 4]])], box_scores=[torch.tensor([0.7])],
+                  gt_boxes=[torch.zeros(0, 4)])
     return float(metric.compute())
 
 
@@ -48,8 +49,8 @@ def test_box_metric_names_follow_the_image_pixel_style():
 
 def test_iou_threshold_is_respected():
     metric = BoxPrecision(iou_threshold=0.6)
-    metric.update(pred_boxes=np.array([[20, 20, 24, 29]]), pred_scores=np.array([0.8]),
-                  gt_boxes=np.array([[20, 20, 29, 29]]))
+    metric.update(pred_boxes=[torch.tensor([[20, 20, 24, 29]])], box_scores=[torch.tensor([0.8])],
+                  gt_boxes=[torch.tensor([[20, 20, 29, 29]])])
     assert float(metric.compute()) == 0.0
 
 

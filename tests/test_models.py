@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 
 from otx_anomaly.data import MVTecDataModule
 from otx_anomaly.errors import ConfigError, WeightsError
+from otx_anomaly.heads import AnomalyPrediction
 from otx_anomaly.models import Padim, Stfpm
-from otx_anomaly.prediction import AnomalyPrediction
 from otx_anomaly.tasks import AnomalyTask
 
 SMALL = {"image_size": (64, 64), "pre_trained": False}

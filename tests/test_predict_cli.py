@@ -37,7 +37,7 @@ def _common(tmp_path: Path) -> list[str]:
 def trained(demo_root, tmp_path_factory):
     """PaDiM fitted on the demo data, thresholds from half of the test images (the other half is the
     test split), and its OpenVINO FP32 export."""
-    from otx_anomaly.export import export_model
+    from otx_anomaly.deploy.export import export_model
     from otx_anomaly.models import Padim
 
     directory = tmp_path_factory.mktemp("fit")
@@ -155,7 +155,7 @@ def test_python_m_otx_anomaly_infer_never_imports_torch(trained, tmp_path):
 
 
 def test_a_glob_over_the_output_folder_does_not_read_earlier_results(trained, demo_root, tmp_path):
-    from otx_anomaly.cli_infer import run_infer
+    from otx_anomaly.cli.infer import run as run_infer
 
     for source in sorted((demo_root / "demo" / "test" / "stain").glob("*.png"))[:2]:
         shutil.copy(source, tmp_path / source.name)

@@ -11,45 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from otx_anomaly.deploy.evaluation import RunEvaluation, binary_auroc
-from otx_anomaly.deploy.ground_truth import GroundTruth, mvtec_ground_truth
-from otx_anomaly.deploy.inputs import UnreadableInput, read_problem, resolve_inputs, split_readable
-from otx_anomaly.deploy.outputs import PredictionOutputs, RunInfo
-from otx_anomaly.deploy.overlay import draw_overlay
-from otx_anomaly.deploy.report import histogram_svg
 from otx_anomaly.errors import ConfigError, DatasetError
-from otx_anomaly.prediction import TaskHead
+from otx_anomaly.io.inputs import UnreadableInput, read_problem, resolve_inputs, split_readable
+from otx_anomaly.io.layout import GroundTruth, mvtec_ground_truth
+from otx_anomaly.results.evaluation import RunEvaluation, binary_auroc
+from otx_anomaly.results.overlay import draw_overlay
+from otx_anomaly.results.records import RunInfo
+from otx_anomaly.results.report import histogram_svg
+from otx_anomaly.results.writer import PredictionOutputs
 from otx_anomaly.tasks import AnomalyTask
-
-SIZE = (40, 90)  # (height, width) of the original images: not the map's, not square
-
-
-def write_image(path: Path, size=SIZE, value=100) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(path.name))
-    Image.fromarray(np.clip(rng.normal(value, 15, (*size, 3)), 0, 255).astype(np.uint8)).save(path)
-    return path
-
-
-def predict(task: AnomalyTask, path: Path, anomalous: bool, size=SIZE):
-    """A prediction as the models make it: a 16x16 normalized map through the task head."""
-    anomaly_map = np.full((16, 16), 0.2, np.float32)
-    if anomalous:
-        anomaly_map[4:8, 6:12] = 0.9
-    return TaskHead(task)(float(anomaly_map.max()), anomaly_map, size, image_path=str(path),
-                          raw_score=float(anomaly_map.max()) * 10)
-
-
-def write_run(tmp_path: Path, task: AnomalyTask, truth: bool = True, **options):
-    images = [write_image(tmp_path / "images" / folder / f"{i:03d}.png")
-              for folder in ("good", "dent") for i in range(3)]
-    info = RunInfo(task, "model.xml", raw_image_threshold=5.0, raw_pixel_threshold=4.0)
-    with PredictionOutputs(tmp_path / "out", info, image_root=tmp_path / "images", **options) as outputs:
-        for path in images:
-            anomalous = path.parent.name == "dent"
-            outputs.add(predict(task, path, anomalous), GroundTruth(anomalous) if truth else None)
-        outputs.add_unreadable(UnreadableInput("images/broken.png", "empty file"))
-    return outputs.run, images
+from tests.helpers import SIZE, predict, write_image, write_run
 
 
 def read_jsonl(path: Path) -> list[dict]:

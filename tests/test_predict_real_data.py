@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch import Callback
 
-from otx_anomaly.cli import OTXAnomalyCLI, main
-from otx_anomaly.cli_infer import run_infer
+from otx_anomaly.cli import main
+from otx_anomaly.cli.infer import run as run_infer
+from otx_anomaly.cli.lightning import OTXAnomalyCLI
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def test_predict_writes_tests_scores_and_infer_gives_the_same_labels(ball_screw_
     assert summary["image_F1Score"] == pytest.approx(metrics["image_F1Score"], abs=1e-6)
     assert summary["pixel_F1Score"] is not None, "masks of the test split reach the report"
 
-    assert main(["export", "--ckpt_path", checkpoint, "--output", str(tmp_path / "export")]) == 0
+    assert main(["export", "--ckpt_path", checkpoint, "--output_dir", str(tmp_path / "export")]) == 0
     run = run_infer(["--model_path", str(tmp_path / "export" / "model.xml"), "--input",
                      f"{ball_screw_root}/{CATEGORY}/test/*/*.png", "--output_dir", str(tmp_path / "openvino"),
                      "--ground_truth", "mvtec"])

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from otx_anomaly.tasks import AnomalyTask
-from tests.test_predict_outputs import write_run
+from tests.helpers import write_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here "

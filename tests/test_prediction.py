@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from otx_anomaly.errors import ConfigError
-from otx_anomaly.prediction import TaskHead, boxes_from_mask
+from otx_anomaly.heads import TaskHead, boxes_from_mask
 from otx_anomaly.tasks import AnomalyTask
 
 

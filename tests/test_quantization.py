@@ -13,23 +13,23 @@ import pytest
 
 from otx_anomaly.callbacks import OpenVINOExport
 from otx_anomaly.cli import main
-from otx_anomaly.deploy import OpenVINOInferencer, quantize
-from otx_anomaly.deploy.metadata import MetadataError, read_metadata
-from otx_anomaly.deploy.quantization import QuantizationError, evaluate, is_quantized, labeled_images
-from otx_anomaly.errors import ConfigError
-from otx_anomaly.export import export_model
+from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, evaluate, labeled_images, quantize
+from otx_anomaly.deploy.export import export_model
+from otx_anomaly.deploy.metadata import read_metadata
+from otx_anomaly.deploy.quantization import is_quantized
+from otx_anomaly.errors import ConfigError, MetadataError, QuantizationError
 from otx_anomaly.models import Padim
-from tests.test_export import SMALL, _data, _trainer
+from tests.helpers import SMALL
+from tests.helpers import demo_data as _data
+from tests.helpers import trainer as _trainer
 
 
 @pytest.fixture(scope="module")
-def fitted(demo_root, tmp_path_factory):
-    """A PaDiM fitted on the demo data, its FP32 export and its data module (set up)."""
-    pl.seed_everything(0)
-    model = Padim(task="segmentation", **SMALL)
-    trainer = _trainer(tmp_path_factory.mktemp("fit"), **model.trainer_arguments)
+def fitted(padim_checkpoint, demo_root, tmp_path_factory):
+    """The session's tiny PaDiM, its FP32 export and its data module (set up)."""
+    model = Padim.load_from_checkpoint(padim_checkpoint)
     datamodule = _data(demo_root)
-    trainer.fit(model, datamodule=datamodule)
+    datamodule.setup()
     fp32 = export_model(model, tmp_path_factory.mktemp("export") / "fp32")
     return model, fp32, datamodule
 
@@ -117,8 +117,9 @@ def test_accuracy_control_quantizes_within_the_allowed_drop(fitted, tmp_path, mo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
-    int8 = quantize(fp32, list(datamodule.train_data.samples.image_path), tmp_path / "int8", validation=validation,
-                    metric="image_AUROC", max_drop=0.01)
+    options = QuantizationOptions(accuracy_control=True, metric="image_AUROC", max_drop=0.01)
+    int8 = quantize(fp32, list(datamodule.train_data.samples.image_path), tmp_path / "int8", options,
+                    validation=validation)
     before, after = evaluate(fp32, validation, ["image_AUROC"]), evaluate(int8, validation, ["image_AUROC"])
     assert after["image_AUROC"] >= before["image_AUROC"] - 0.01
     assert len(calls) == 1 and calls[0]["max_drop"] == 0.01  # NNCF's accuracy control ran, not plain PTQ
@@ -143,7 +144,7 @@ def test_optimize_command_writes_int8_and_prints_the_comparison(fitted, demo_roo
     output = tmp_path / "int8"
     code = main(["optimize", "--model_path", str(fp32), "--config", "recipes/padim_seg.yaml",
                  "--data.root", str(demo_root), "--data.category", "demo", "--data.num_workers", "0",
-                 "--subset_size", "8", "--output", str(output), "--benchmark_images", "2"])
+                 "--subset_size", "8", "--output_dir", str(output), "--benchmark_images", "2"])
     assert code == 0
     assert is_quantized(ov.Core().read_model(output / "model.xml"))
     table = capsys.readouterr().out
@@ -171,7 +172,8 @@ def test_optimize_command_on_a_missing_dataset_is_a_clear_error(fitted, tmp_path
 def test_export_callback_writes_fp32_and_int8_at_the_end_of_fit(demo_root, tmp_path):
     pl.seed_everything(0)
     model = Padim(task="classification", **SMALL)
-    callback = OpenVINOExport(output_dir=tmp_path / "export", precision="INT8", subset_size=8)
+    callback = OpenVINOExport(output_dir=tmp_path / "export", precision="INT8",
+                              quantization=QuantizationOptions(subset_size=8))
     trainer = _trainer(tmp_path, callbacks=[callback], **model.trainer_arguments)
     trainer.fit(model, datamodule=_data(demo_root))
     assert [p.parent.name for p in callback.exported] == ["fp32", "int8"]
@@ -182,8 +184,8 @@ def test_export_callback_writes_fp32_and_int8_at_the_end_of_fit(demo_root, tmp_p
 def test_export_callback_rejects_unknown_options():
     with pytest.raises(ConfigError, match="INT8"):
         OpenVINOExport(precision="INT4")
-    with pytest.raises(ConfigError, match="metric"):
-        OpenVINOExport(precision="INT8", metric="accuracy")
+    with pytest.raises(QuantizationError, match="metric"):
+        QuantizationOptions(metric="accuracy")
 
 
 def test_deploy_stays_torch_free_until_quantize_is_used():

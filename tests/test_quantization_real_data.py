@@ -9,9 +9,8 @@ import lightning.pytorch as pl
 import pytest
 
 from otx_anomaly.data import MVTecDataModule
-from otx_anomaly.deploy import quantize
-from otx_anomaly.deploy.quantization import evaluate, labeled_images
-from otx_anomaly.export import export_model
+from otx_anomaly.deploy import evaluate, labeled_images, quantize
+from otx_anomaly.deploy.export import export_model
 from otx_anomaly.models import Padim, Stfpm
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from otx_anomaly.cli import OTXAnomalyCLI
+from otx_anomaly.cli.lightning import OTXAnomalyCLI
 from otx_anomaly.tasks import AnomalyTask
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from otx_anomaly.deploy.quantization import QuantizationOptions
 from otx_anomaly.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -18,33 +19,31 @@ class OpenVINOExport(Callback):
     precision, from the best checkpoint when one was saved (else the final weights).
 
     ``INT8`` quantizes the FP32 model with NNCF (which is then written too), calibrated on the fit's
-    normal training images; with ``accuracy_control`` the validation split holds ``metric`` within
-    ``max_drop`` (see :func:`otx_anomaly.deploy.quantization.quantize`).
+    normal training images, with the same :class:`~otx_anomaly.deploy.QuantizationOptions` as the
+    ``optimize`` command; with ``accuracy_control`` the validation split holds ``metric`` within
+    ``max_drop`` (see :func:`otx_anomaly.deploy.quantize`).
 
     Args:
         output_dir: where to write; default ``<log dir>/export``.
         precision: ``FP32``, ``FP16``, ``INT8`` or a list of them.
-        subset_size: INT8 calibration images (at most).
-        accuracy_control: INT8 with NNCF's accuracy control on the validation split.
-        metric: what accuracy control holds: ``image_AUROC``, ``image_F1`` or ``pixel_AUROC``.
-        max_drop: the absolute drop accuracy control allows.
+        quantization: how INT8 is made (in a recipe: ``quantization: {subset_size: 100}``).
+
+    Raises:
+        ConfigError: an unknown precision.
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> trainer = pl.Trainer(callbacks=[OpenVINOExport(precision=["FP32", "INT8"])])
+        >>> from otx_anomaly.deploy import QuantizationOptions
+        >>> export = OpenVINOExport(precision=["FP32", "INT8"], quantization=QuantizationOptions(subset_size=100))
+        >>> trainer = pl.Trainer(callbacks=[export])
     """
 
     def __init__(
         self,
         output_dir: str | Path | None = None,
         precision: str | Sequence[str] = "FP32",
-        subset_size: int = 300,
-        accuracy_control: bool = False,
-        metric: str = "image_AUROC",
-        max_drop: float = 0.01,
+        quantization: QuantizationOptions | None = None,
     ) -> None:
-        from otx_anomaly.deploy.quantization import METRICS
-
         precisions = [precision] if isinstance(precision, str) else list(precision)
         precisions = [p.upper() for p in precisions]
         unknown = [p for p in precisions if p not in ("FP32", "FP16", "INT8")]
@@ -52,19 +51,14 @@ class OpenVINOExport(Callback):
             raise ConfigError(f"OpenVINOExport precision must be FP32, FP16 and/or INT8, got {precision!r}.")
         if "INT8" in precisions and "FP32" not in precisions:  # INT8 is quantized from the FP32 model
             precisions.insert(0, "FP32")
-        if metric not in METRICS or not 0 <= max_drop < 1 or subset_size < 1:
-            raise ConfigError(f"OpenVINOExport: metric must be one of {', '.join(METRICS)} (got {metric!r}), "
-                              f"max_drop in [0, 1) (got {max_drop}), subset_size >= 1 (got {subset_size}).")
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.precisions = sorted(set(precisions), key=("FP32", "FP16", "INT8").index)
-        self.subset_size = subset_size
-        self.accuracy_control = accuracy_control
-        self.metric = metric
-        self.max_drop = max_drop
+        self.quantization = quantization or QuantizationOptions()
         self.exported: list[Path] = []
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from otx_anomaly.export import export_model
+        """Export the best checkpoint (or the final weights) in every precision asked for."""
+        from otx_anomaly.deploy.export import export_model
 
         if not trainer.is_global_zero:
             return
@@ -79,7 +73,8 @@ class OpenVINOExport(Callback):
             logger.info("OpenVINO model from %s: %s", source, path)
 
     def _quantize(self, trainer: Trainer, fp32: Path, output_dir: Path) -> Path:
-        from otx_anomaly.deploy.quantization import labeled_images, quantize
+        from otx_anomaly.deploy.accuracy import labeled_images
+        from otx_anomaly.deploy.quantization import quantize
 
         datamodule = trainer.datamodule
         train = getattr(datamodule, "train_data", None)
@@ -87,6 +82,6 @@ class OpenVINOExport(Callback):
             raise ConfigError("OpenVINOExport INT8 calibrates on the fit's training images: fit with an anomalib "
                               "DataModule (for example otx_anomaly.data.MVTecDataModule), or quantize the FP32 "
                               "model with `python -m otx_anomaly optimize`.")
-        validation = labeled_images(datamodule.val_data.samples) if self.accuracy_control else None
-        return quantize(fp32, [str(p) for p in train.samples.image_path], output_dir, subset_size=self.subset_size,
-                        validation=validation, metric=self.metric, max_drop=self.max_drop)
+        validation = labeled_images(datamodule.val_data.samples) if self.quantization.accuracy_control else None
+        return quantize(fp32, [str(p) for p in train.samples.image_path], output_dir, self.quantization,
+                        validation=validation)

@@ -9,10 +9,12 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 
-from otx_anomaly.deploy.ground_truth import GroundTruth
-from otx_anomaly.deploy.outputs import PredictionOutputs, PredictionRun, RunInfo, common_folder, print_run
 from otx_anomaly.errors import ConfigError
-from otx_anomaly.prediction import AnomalyPrediction
+from otx_anomaly.heads import AnomalyPrediction
+from otx_anomaly.io.layout import GroundTruth
+from otx_anomaly.results.console import print_run
+from otx_anomaly.results.records import OutputOptions, PredictionRun, RunInfo
+from otx_anomaly.results.writer import PredictionOutputs, common_folder
 
 DEFAULT_FOLDER = "predictions"
 
@@ -51,7 +53,7 @@ def _ground_truth(batch: Any, predictions: Sequence[AnomalyPrediction],
 class AnomalyPredictionWriter(BasePredictionWriter):
     """During ``trainer.predict``, writes ``predictions.jsonl``, ``predictions.csv``, mask PNGs
     (segmentation), overlay images, ``summary.json`` and a self-contained ``report.html``
-    (see :mod:`otx_anomaly.deploy.outputs`) to ``output_dir``, then prints the highest scores and a
+    (see :mod:`otx_anomaly.results.writer`) to ``output_dir``, then prints the highest scores and a
     summary line. The exported-model command ``python -m otx_anomaly infer`` writes the same files.
 
     On a test split the batches carry the truth, and the report adds metrics and a histogram of
@@ -62,9 +64,8 @@ class AnomalyPredictionWriter(BasePredictionWriter):
     Args:
         output_dir: default ``<trainer.default_root_dir>/predictions``; a previous run's results there
             are replaced, other files are never touched (the run refuses to start).
-        overlays: write full-size overlay images.
-        report_max_images: the report shows at most this many images, highest scores first
-            (``None``: all).
+        options: overlays and the report's size (:class:`~otx_anomaly.results.records.OutputOptions`,
+            the same as the ``predict`` and ``infer`` commands take).
         print_summary: print the top predictions, the unreadable files and a summary line.
 
     Example:
@@ -73,13 +74,11 @@ class AnomalyPredictionWriter(BasePredictionWriter):
         >>> # trainer.predict(model, datamodule=data, return_predictions=False)
     """
 
-    def __init__(self, output_dir: str | Path | None = None, overlays: bool = True,
-                 report_max_images: int | None = 500, print_summary: bool = True) -> None:
+    def __init__(self, output_dir: str | Path | None = None, options: OutputOptions | None = None,
+                 print_summary: bool = True) -> None:
         super().__init__(write_interval="batch")
-        if report_max_images is not None and report_max_images < 0:
-            raise ConfigError(f"report_max_images must be >= 0 (or null for all), got {report_max_images}.")
         self.output_dir = None if output_dir is None else Path(output_dir)
-        self.overlays, self.report_max_images, self.print_summary = overlays, report_max_images, print_summary
+        self.options, self.print_summary = options or OutputOptions(), print_summary
         self.run: PredictionRun | None = None
         self._outputs: PredictionOutputs | None = None
         self._masks: dict[str, str] = {}
@@ -103,8 +102,8 @@ class AnomalyPredictionWriter(BasePredictionWriter):
         model = str(trainer.ckpt_path) if trainer.ckpt_path else f"{type(pl_module).__name__} (weights in memory)"
         info = RunInfo(task, model, stats.get("image_threshold"), stats.get("pixel_threshold"))
         self._masks = _dataset_masks(trainer)
-        self._outputs = PredictionOutputs(self.resolved_output_dir(trainer), info, self.overlays,
-                                          self.report_max_images, common_folder(list(self._masks)))
+        self._outputs = PredictionOutputs(self.resolved_output_dir(trainer), info, self.options,
+                                          common_folder(list(self._masks)))
         for problem in getattr(trainer.datamodule, "predict_errors", None) or []:
             self._outputs.add_unreadable(problem)
 

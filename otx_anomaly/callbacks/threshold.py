@@ -36,6 +36,20 @@ class AdaptiveThreshold(Callback):
     post-processor buffers and so in its checkpoints; this callback's ``state_dict`` keeps the
     rules used. ``validate`` and ``test`` never change the thresholds.
 
+    Why a normalized manual threshold rather than anomalib's ``PostProcessor(image_sensitivity)``:
+    see :mod:`otx_anomaly.models.post_processor` (every consumer keeps deciding at 0.5).
+
+    Args:
+        mode: ``adaptive`` (chosen from the validation images) or ``manual``.
+        normal_quantile: with normal-only validation, the quantile of their scores that becomes
+            the image threshold.
+        image_threshold: the manual image threshold (``mode="manual"``).
+        pixel_threshold: the manual pixel threshold (``mode="manual"``).
+        units: ``raw`` or ``normalized`` (see above) for the manual thresholds.
+
+    Raises:
+        ConfigError: an option is out of range, or thresholds are given without ``mode="manual"``.
+
     Example:
         >>> import lightning.pytorch as pl
         >>> trainer = pl.Trainer(callbacks=[AdaptiveThreshold(mode="manual", image_threshold=0.7)])
@@ -123,6 +137,7 @@ class AdaptiveThreshold(Callback):
         post.set_thresholds(image_threshold, pixel_threshold)
         if self.mode == "manual":
             self._apply_manual(post)
+        post.rules.update(self.rules)  # the model carries its rules: the summary and the export read them there
         for kind in ("image", "pixel"):
             logger.info("%s threshold: %s", kind.capitalize(), self.rules[kind])
 
@@ -154,7 +169,9 @@ class AdaptiveThreshold(Callback):
             self.rules[kind] = f"manual, {value:g} in {self.units} units (raw {raw:.6g})"
 
     def state_dict(self) -> dict[str, Any]:
+        """The rules of the last threshold choice (the model's post-processor keeps them too)."""
         return {"rules": dict(self.rules)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         self.rules = dict(state_dict.get("rules", {}))

@@ -22,8 +22,8 @@ from torchvision.transforms.v2 import Transform
 
 from otx_anomaly.data.datasets import AnomalySampleDataset
 from otx_anomaly.data.samples import check_files, mvtec_samples, samples_frame
-from otx_anomaly.deploy.inputs import UnreadableInput, nothing_readable, resolve_inputs, split_readable
 from otx_anomaly.errors import ConfigError, DatasetError
+from otx_anomaly.io.inputs import UnreadableInput, nothing_readable, resolve_inputs, split_readable
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,7 @@
-"""Sample tables (one row per image) for anomalib's datasets, built by explicit path matching.
+"""Sample tables (one row per image) for anomalib's datasets, from the layout rules of :mod:`otx_anomaly.io.layout`.
 
-anomalib pairs masks with defect images by sorted order and reads PNG only; one stray or missing
-file then shifts every pair. Here each defect image looks up its own mask, other image formats
-are read, stray files are skipped, and every problem is reported with the file and the fix.
+Every image and mask is decoded once before training, so that a broken file stops the run at
+once with the file named, not in the middle of a fit.
 """
 
 from __future__ import annotations
@@ -14,22 +13,11 @@ import numpy as np
 from anomalib.data.utils import LabelName
 from pandas import DataFrame
 
-from otx_anomaly.deploy.ground_truth import NORMAL_FOLDER, find_mask
-from otx_anomaly.deploy.images import IMAGE_EXTENSIONS, UnreadableImageError, open_image, open_mask
-from otx_anomaly.errors import DatasetError
+from otx_anomaly.errors import DatasetError, UnreadableImageError
+from otx_anomaly.io.images import open_image, open_mask
+from otx_anomaly.io.layout import mvtec_split
 
 logger = logging.getLogger(__name__)
-
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder`` (sorted); other files (``.DS_Store``, ``Thumbs.db``, notes) are skipped."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
-    skipped = [p.name for p in files if p not in images]
-    if skipped:
-        logger.info("Skipping %d non-image file(s) in %s: %s", len(skipped), folder, ", ".join(skipped[:5]))
-    return images
 
 
 def check_files(rows: list[dict]) -> None:
@@ -78,52 +66,21 @@ def samples_frame(rows: list[dict], split: str) -> DataFrame:
 
 
 def mvtec_samples(root: Path, category: str, split: str) -> DataFrame:
-    """Rows for ``<root>/<category>/{train,test}/<label>/`` with masks in ``ground_truth/<label>/``."""
-    category_dir = root / category
-    split_dir = category_dir / split
-    if split == "train":
-        good = split_dir / NORMAL_FOLDER
-        if not good.is_dir() or not list_images(good):
-            raise DatasetError(
-                f"No training images in {str(good)!r}: the MVTec AD layout needs normal images in "
-                f"<root>/<category>/train/good/ ({', '.join(IMAGE_EXTENSIONS)})."
-            )
-    if not split_dir.is_dir():
-        raise DatasetError(
-            f"Missing folder {str(split_dir)!r}: the MVTec AD layout needs {category}/train/good/ and "
-            f"{category}/test/<good or defect name>/ under the dataset root."
-        )
-    rows, missing_masks = [], []
-    gt_dir = category_dir / "ground_truth"
-    for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        normal = label_dir.name == NORMAL_FOLDER
-        for image in list_images(label_dir):
-            mask = None
-            if not normal and split == "test" and gt_dir.is_dir():
-                mask = find_mask(gt_dir / label_dir.name, image.stem)
-                if mask is None:
-                    missing_masks.append(str(gt_dir / label_dir.name / f"{image.stem}_mask.png"))
-            rows.append({
-                "path": str(root),
-                "split": split,
-                "label": label_dir.name,
-                "image_path": str(image),
-                "label_index": int(LabelName.NORMAL if normal else LabelName.ABNORMAL),
-                "mask_path": str(mask) if mask else "",
-            })
-    if not rows:
-        raise DatasetError(f"No images in {str(split_dir)!r} ({', '.join(IMAGE_EXTENSIONS)}).")
-    has_any_mask = any(r["mask_path"] for r in rows)
-    if has_any_mask and missing_masks:
-        raise DatasetError(
-            f"{len(missing_masks)} defect image(s) have no mask, e.g. expected {missing_masks[0]!r}. "
-            "Add the masks (same name with _mask, same size as the image), or remove ground_truth/ "
-            "to train and test without pixel labels."
-        )
-    if split == "test" and gt_dir.is_dir():
-        tested = {r["label"] for r in rows}
-        extra = sorted(p.name for p in gt_dir.iterdir() if p.is_dir() and p.name not in tested)
-        if extra:
-            logger.warning("ground_truth/ has defect type(s) with no test images, ignored: %s", ", ".join(extra))
+    """Rows for ``<root>/<category>/{train,test}/<label>/`` with masks in ``ground_truth/<label>/``
+    (the layout rules are :func:`otx_anomaly.io.layout.mvtec_split`'s); every file is decoded once.
+
+    Args:
+        root: the dataset root.
+        category: the category folder under ``root``.
+        split: ``train`` or ``test``.
+    """
+    rows = [{
+        "path": str(root),
+        "split": split,
+        "label": image.folder,
+        "image_path": str(image.path),
+        "label_index": int(LabelName.ABNORMAL if image.anomalous else LabelName.NORMAL),
+        "mask_path": str(image.mask_path) if image.mask_path else "",
+    } for image in mvtec_split(root, category, split)]
     check_files(rows)
     return samples_frame(rows, split)

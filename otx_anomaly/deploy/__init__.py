@@ -1,27 +1,19 @@
-"""Inference on exported models with OpenVINO, without torch or Lightning.
+"""The exported model: export, metadata, the torch-free inferencer, INT8 quantization, accuracy, speed.
 
-``import otx_anomaly.deploy`` imports neither, so deployment machines need only OpenVINO, numpy,
-Pillow and OpenCV. :func:`quantize` (NNCF, which needs torch) loads on first use.
+``import otx_anomaly.deploy`` imports neither torch nor Lightning, so deployment machines need only
+OpenVINO, numpy, Pillow and OpenCV. :func:`export_model` (which needs the trained torch model) and
+:func:`quantize` (NNCF, which imports torch) import it when called.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from otx_anomaly.deploy.accuracy import LabeledImage, evaluate, evaluate_models, labeled_images
+from otx_anomaly.deploy.export import export_model
 from otx_anomaly.deploy.inferencer import OpenVINOInferencer
-from otx_anomaly.deploy.metadata import FIELDS, MetadataError, read_metadata
-from otx_anomaly.deploy.outputs import PredictionOutputs, RunInfo
-
-_LAZY = {"quantize": "otx_anomaly.deploy.quantization", "LabeledImage": "otx_anomaly.deploy.quantization"}
+from otx_anomaly.deploy.metadata import FIELDS, read_metadata
+from otx_anomaly.deploy.quantization import QuantizationOptions, quantize
 
 __all__ = [
-    "FIELDS", "LabeledImage", "MetadataError", "OpenVINOInferencer", "PredictionOutputs", "RunInfo", "quantize",
-    "read_metadata",
+    "FIELDS", "LabeledImage", "OpenVINOInferencer", "QuantizationOptions", "evaluate", "evaluate_models",
+    "export_model", "labeled_images", "quantize", "read_metadata",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'otx_anomaly.deploy' has no attribute {name!r}")

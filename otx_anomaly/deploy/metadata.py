@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from otx_anomaly.errors import OtxAnomalyError
+from otx_anomaly.errors import MetadataError
+from otx_anomaly.tasks import AnomalyTask
 
 MODEL_INFO = "model_info"
 MODEL_TYPE = "AnomalyDetection"
@@ -41,8 +42,8 @@ FIELDS: dict[str, type] = {
 }
 
 
-class MetadataError(OtxAnomalyError, ValueError):
-    """An exported model lacks the metadata otx_anomaly needs to run it."""
+#: Written by newer exports and read when present: how the thresholds were chosen.
+OPTIONAL_FIELDS: dict[str, type] = {"threshold_rules": str}
 
 
 def _parse(text: str, kind: type) -> Any:
@@ -55,7 +56,16 @@ def _parse(text: str, kind: type) -> Any:
 
 
 def read_metadata(model: Any, source: str = "the model") -> dict[str, Any]:
-    """Typed ``model_info`` fields of an ``openvino.Model``; every field must be present."""
+    """Typed ``model_info`` fields of an ``openvino.Model``; every field of :data:`FIELDS` must be
+    present, those of :data:`OPTIONAL_FIELDS` are read when they are. ``task`` is an :class:`AnomalyTask`.
+
+    Args:
+        model: an ``openvino.Model``.
+        source: how to name the model in an error.
+
+    Raises:
+        MetadataError: the model was not exported by otx_anomaly, or lacks fields.
+    """
     missing = [key for key in FIELDS if not model.has_rt_info([MODEL_INFO, key])]
     if len(missing) == len(FIELDS):
         raise MetadataError(
@@ -64,20 +74,42 @@ def read_metadata(model: Any, source: str = "the model") -> dict[str, Any]:
         )
     if missing:
         raise MetadataError(f"{source} lacks metadata field(s) {', '.join(missing)}; export it again.")
-    metadata = {key: _parse(model.get_rt_info([MODEL_INFO, key]).astype(str), kind) for key, kind in FIELDS.items()}
+    present = {**FIELDS, **{k: v for k, v in OPTIONAL_FIELDS.items() if model.has_rt_info([MODEL_INFO, k])}}
+    metadata = {key: _parse(model.get_rt_info([MODEL_INFO, key]).astype(str), kind) for key, kind in present.items()}
     if metadata["model_type"] != MODEL_TYPE:
         raise MetadataError(f"{source} is a {metadata['model_type']!r} model, not an anomaly model.")
+    metadata["task"] = AnomalyTask.parse(metadata["task"])
     return metadata
 
 
-def write_metadata(model: Any, metadata: dict[str, Any]) -> None:
-    """Store ``metadata`` (all of :data:`FIELDS`) in an ``openvino.Model``'s rt_info."""
-    unknown = set(metadata) - set(FIELDS)
+def metadata_strings(metadata: dict[str, Any]) -> dict[str, str]:
+    """``metadata`` as the strings stored in a model file (OpenVINO rt_info, ONNX metadata_props).
+
+    Floats keep every digit (OpenVINO would keep 6), lists are space-separated, in the order of
+    :data:`FIELDS` then :data:`OPTIONAL_FIELDS`.
+
+    Args:
+        metadata: every key of :data:`FIELDS`, and optionally those of :data:`OPTIONAL_FIELDS`.
+    """
+    known = {**FIELDS, **OPTIONAL_FIELDS}
+    unknown = set(metadata) - set(known)
     missing = set(FIELDS) - set(metadata)
     if unknown or missing:
         raise ValueError(f"metadata fields: unknown {sorted(unknown)}, missing {sorted(missing)}")
-    for key in FIELDS:  # as text: OpenVINO would keep only 6 digits of a float
+    strings = {}
+    for key in (k for k in known if k in metadata):
         value = metadata[key]
-        text = " ".join(map(repr, value)) if isinstance(value, list | tuple) else repr(value) if isinstance(
+        strings[key] = " ".join(map(repr, value)) if isinstance(value, list | tuple) else repr(value) if isinstance(
             value, float) else str(value)
+    return strings
+
+
+def write_metadata(model: Any, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` in an ``openvino.Model``'s rt_info under ``model_info``.
+
+    Args:
+        model: an ``openvino.Model``.
+        metadata: as for :func:`metadata_strings`.
+    """
+    for key, text in metadata_strings(metadata).items():
         model.set_rt_info(text, [MODEL_INFO, key])

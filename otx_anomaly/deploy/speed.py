@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from otx_anomaly.errors import ConfigError
+
 #: What the inferencer compiles with on CPU: float32 where the graph is not INT8 (see OpenVINOInferencer).
 CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -23,7 +25,7 @@ CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], repeats: int = 5) -> float:
     """Median over ``repeats`` passes of the mean milliseconds per input, after one warm-up call."""
     if not inputs or repeats < 1:
-        raise ValueError("latency_ms needs at least one input and one repeat")
+        raise ConfigError("latency_ms needs at least one input and one repeat.")
     run(inputs[0])
     per_image = []
     for _ in range(repeats):

@@ -1,7 +1,8 @@
 """Box-level detection metrics: predicted boxes against boxes around the ground-truth defects.
 
-Predicted boxes are made exactly as ``predict`` makes them (the detection head at the original
-image size); ground-truth boxes bound the 8-connected components of each mask. A predicted box
+The metrics take boxes, never files: the model's one detection head predicts them at the original
+image size (as ``predict`` does), and the dataset gives the boxes around the 8-connected
+components of each mask, from its one decode of the mask. A predicted box
 is a true positive when its IoU with a not yet matched ground-truth box is at least
 ``iou_threshold`` (0.5), boxes taken in order of falling score; a second box on the same defect
 counts as a false positive.
@@ -10,14 +11,13 @@ counts as a false positive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from anomalib.metrics import AnomalibMetric
 from torchmetrics import Metric
-
-from otx_anomaly.deploy.images import displayed_size, open_mask
-from otx_anomaly.prediction import TaskHead, boxes_from_mask
-from otx_anomaly.tasks import AnomalyTask
+from torchmetrics.utilities import dim_zero_cat
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -38,7 +38,14 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 def match_boxes(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray,
                 iou_threshold: float = 0.5) -> np.ndarray:
-    """For each predicted box (in the given order), whether it is a true positive."""
+    """For each predicted box (in the given order), whether it is a true positive.
+
+    Args:
+        pred_boxes: (N, 4) predicted boxes.
+        pred_scores: (N,) their scores; higher scores are matched first.
+        gt_boxes: (M, 4) ground-truth boxes; each matches at most one predicted box.
+        iou_threshold: the least IoU of a match.
+    """
     pred_boxes = np.asarray(pred_boxes).reshape(-1, 4)
     matched = np.zeros(len(pred_boxes), bool)
     if len(pred_boxes) == 0 or len(gt_boxes) == 0:
@@ -61,49 +68,33 @@ class _BoxMatching(Metric):
     higher_is_better = True
     is_differentiable = False
 
-    def __init__(self, min_box_area: int = 0, iou_threshold: float = 0.5, prefix: str = "box_", **kwargs) -> None:
+    def __init__(self, iou_threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.head = TaskHead(AnomalyTask.DETECTION, min_box_area)
         self.iou_threshold = iou_threshold
-        self.name = prefix + type(self).__name__.removeprefix("Box")  # box_Precision, ..., box_AP
+        self.name = "box_" + type(self).__name__.removeprefix("Anomalib").removeprefix("Box")  # box_AP, ...
         self.add_state("scores", default=[], dist_reduce_fx="cat")
         self.add_state("matched", default=[], dist_reduce_fx="cat")
         self.add_state("n_ground_truth", default=torch.tensor(0), dist_reduce_fx="sum")
 
-    def update(
-        self,
-        batch=None,  # noqa: ANN001 - an anomalib Batch, post-processed
-        *,
-        pred_boxes: np.ndarray | None = None,
-        pred_scores: np.ndarray | None = None,
-        gt_boxes: np.ndarray | None = None,
-    ) -> None:
-        """Add a post-processed batch (boxes are predicted as ``predict`` does and matched to the
-        boxes of its masks), or one image's boxes given directly."""
-        if batch is None:
-            self._add_image(pred_boxes, pred_scores, gt_boxes)
-            return
-        for index, image_path in enumerate(batch.image_path):
-            mask_path = batch.mask_path[index] if batch.mask_path is not None else None
-            mask_path = None if mask_path in (None, "", "None") else mask_path  # anomalib's collation writes "None"
-            prediction = self.head(
-                float(batch.pred_score[index]), batch.anomaly_map[index].detach().cpu().float().numpy(),
-                displayed_size(image_path),
-            )
-            gt_boxes = np.zeros((0, 4), np.int32)
-            if mask_path:
-                mask = open_mask(mask_path) > 0
-                gt_boxes, _ = boxes_from_mask(mask, mask.astype(np.float32))
-            self._add_image(prediction.pred_boxes, prediction.box_scores, gt_boxes)
+    def update(self, pred_boxes: Sequence[torch.Tensor], box_scores: Sequence[torch.Tensor],
+               gt_boxes: Sequence[torch.Tensor]) -> None:
+        """Add images: per image, the predicted ``(N, 4)`` boxes with their ``(N,)`` scores and the
+        ``(M, 4)`` ground-truth boxes, ``x1, y1, x2, y2`` inclusive pixel corners.
 
-    def _add_image(self, pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray) -> None:
-        matched = match_boxes(pred_boxes, pred_scores, gt_boxes, self.iou_threshold)
-        self.scores.append(torch.as_tensor(np.asarray(pred_scores, np.float32).reshape(-1)))
-        self.matched.append(torch.as_tensor(matched))
-        self.n_ground_truth += len(gt_boxes)
+        Args:
+            pred_boxes: one tensor of predicted boxes per image.
+            box_scores: one tensor of box scores per image.
+            gt_boxes: one tensor of ground-truth boxes per image.
+        """
+        for boxes, scores, truth in zip(pred_boxes, box_scores, gt_boxes, strict=True):
+            boxes, scores, truth = (torch.as_tensor(t).detach().cpu().numpy() for t in (boxes, scores, truth))
+            matched = match_boxes(boxes, scores, truth.reshape(-1, 4), self.iou_threshold)
+            self.scores.append(torch.as_tensor(np.asarray(scores, np.float32).reshape(-1)))
+            self.matched.append(torch.as_tensor(matched))
+            self.n_ground_truth += len(truth.reshape(-1, 4))
 
     def _counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        matched = torch.cat(self.matched) if self.matched else torch.zeros(0, dtype=torch.bool)
+        matched = dim_zero_cat(self.matched) if self.matched else torch.zeros(0, dtype=torch.bool)
         true_positives = matched.sum().float()
         return true_positives, len(matched) - true_positives, self.n_ground_truth - true_positives
 
@@ -116,8 +107,9 @@ class BoxPrecision(_BoxMatching):
     """Share of predicted boxes that match a ground-truth box (IoU >= 0.5).
 
     >>> metric = BoxPrecision()
-    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), pred_scores=np.array([0.9, 0.8]),
-    ...               gt_boxes=np.array([[1, 1, 9, 9]]))
+    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])],
+    ...               box_scores=[torch.tensor([0.9, 0.8])],
+    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9]])])
     >>> float(metric.compute())
     0.5
     """
@@ -131,8 +123,8 @@ class BoxRecall(_BoxMatching):
     """Share of ground-truth boxes that a predicted box matches (IoU >= 0.5).
 
     >>> metric = BoxRecall()
-    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9]]), pred_scores=np.array([0.9]),
-    ...               gt_boxes=np.array([[1, 1, 9, 9], [30, 30, 39, 39]]))
+    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9]])], box_scores=[torch.tensor([0.9])],
+    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])])
     >>> float(metric.compute())
     0.5
     """
@@ -146,8 +138,9 @@ class BoxF1Score(_BoxMatching):
     """Harmonic mean of box precision and box recall.
 
     >>> metric = BoxF1Score()
-    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), pred_scores=np.array([0.9, 0.8]),
-    ...               gt_boxes=np.array([[1, 1, 9, 9], [30, 30, 39, 39]]))
+    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])],
+    ...               box_scores=[torch.tensor([0.9, 0.8])],
+    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])])
     >>> float(metric.compute())
     0.5
     """
@@ -162,8 +155,9 @@ class BoxAP(_BoxMatching):
     with precision made monotone (all-point interpolation, as Pascal VOC since 2010).
 
     >>> metric = BoxAP()
-    >>> metric.update(pred_boxes=np.array([[0, 0, 9, 9], [50, 50, 59, 59]]), pred_scores=np.array([0.9, 0.8]),
-    ...               gt_boxes=np.array([[1, 1, 9, 9], [30, 30, 39, 39]]))
+    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])],
+    ...               box_scores=[torch.tensor([0.9, 0.8])],
+    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])])
     >>> float(metric.compute())
     0.5
     """
@@ -171,7 +165,7 @@ class BoxAP(_BoxMatching):
     def compute(self) -> torch.Tensor:
         if not self.matched or self.n_ground_truth == 0:
             return torch.tensor(0.0)
-        scores, matched = torch.cat(self.scores), torch.cat(self.matched).float()
+        scores, matched = dim_zero_cat(self.scores), dim_zero_cat(self.matched).float()
         order = torch.argsort(scores, descending=True, stable=True)
         true_positives = torch.cumsum(matched[order], 0)
         precision = true_positives / torch.arange(1, len(order) + 1)
@@ -181,4 +175,18 @@ class BoxAP(_BoxMatching):
         return (precision * recall_steps).sum()
 
 
+#: The fields of an :class:`~otx_anomaly.data.datasets.AnomalyImageBatch` the box metrics read.
+BOX_FIELDS = ("pred_boxes", "box_scores", "gt_boxes")
 BOX_METRICS: Sequence[type[_BoxMatching]] = (BoxPrecision, BoxRecall, BoxF1Score, BoxAP)
+
+
+def batch_box_metric(metric_class: type[_BoxMatching], **kwargs: Any) -> AnomalibMetric:
+    """``metric_class`` as an anomalib metric that reads :data:`BOX_FIELDS` from test batches
+    (batches without ground-truth boxes are skipped).
+
+    Args:
+        metric_class: one of :data:`BOX_METRICS`.
+        **kwargs: passed to the metric (``iou_threshold``).
+    """
+    anomalib_class = type(f"Anomalib{metric_class.__name__}", (AnomalibMetric, metric_class), {})
+    return anomalib_class(fields=list(BOX_FIELDS), strict=False, **kwargs)

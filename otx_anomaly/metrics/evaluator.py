@@ -10,7 +10,7 @@ from __future__ import annotations
 from anomalib.metrics import AUPRO, AUROC, AnomalibMetric, Evaluator, F1Score
 from torchmetrics.classification import BinaryAccuracy, BinaryPrecision, BinaryRecall
 
-from otx_anomaly.metrics.boxes import BOX_METRICS
+from otx_anomaly.metrics.boxes import BOX_METRICS, batch_box_metric
 from otx_anomaly.metrics.masks import MeanDice, MeanIoU
 from otx_anomaly.tasks import AnomalyTask
 
@@ -35,10 +35,15 @@ def _pixel_auroc() -> AUROC:
     return AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False)
 
 
-def task_evaluator(task: AnomalyTask, min_box_area: int = 0) -> Evaluator:
+def task_evaluator(task: AnomalyTask) -> Evaluator:
     """Classification: image AUROC, F1, accuracy, precision, recall. Segmentation adds pixel AUROC,
     pixel F1, AUPRO (FPR up to 0.3), mean IoU and Dice of the masks. Detection adds box precision,
-    recall, F1 and AP at IoU 0.5 to the image metrics (and keeps pixel AUROC for validation)."""
+    recall, F1 and AP at IoU 0.5 to the image metrics (and keeps pixel AUROC for validation); the
+    boxes are the model's detection head's.
+
+    Args:
+        task: the task the model is judged on.
+    """
     labels = ["pred_label", "gt_label"]
     val = [_image_auroc()]
     test = [
@@ -60,5 +65,5 @@ def task_evaluator(task: AnomalyTask, min_box_area: int = 0) -> Evaluator:
             MeanDice(fields=masks, prefix="pixel_", strict=False),
         ]
     if task == AnomalyTask.DETECTION:
-        test += [metric(min_box_area=min_box_area) for metric in BOX_METRICS]
+        test += [batch_box_metric(metric) for metric in BOX_METRICS]
     return Evaluator(val_metrics=val, test_metrics=test)

@@ -4,38 +4,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
 from anomalib.data import Batch
 from lightning.pytorch import Callback
 
-from otx_anomaly.checkpoints import check_model_class
-from otx_anomaly.deploy.images import displayed_size
+from otx_anomaly.errors import ConfigError
+from otx_anomaly.heads import AnomalyPrediction, TaskHead, is_anomalous
 from otx_anomaly.metrics import task_evaluator
-from otx_anomaly.post_processing import AnomalyPostProcessor
-from otx_anomaly.prediction import AnomalyPrediction, TaskHead
+from otx_anomaly.models.checkpoints import MODEL_KEY, checkpoint_model_class, class_path_of
+from otx_anomaly.models.post_processor import AnomalyPostProcessor
 from otx_anomaly.tasks import AnomalyTask
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3")
 
 
-def anomalib_components(
-    task: AnomalyTask, image_size: tuple[int, int], min_box_area: int, pre_processor_factory: Any
-) -> dict:
-    """Keyword arguments for ``AnomalibModule.__init__`` shared by both models."""
-    if len(image_size) != 2 or min(image_size) < 32:
-        from otx_anomaly.errors import ConfigError
+def anomalib_components(task: AnomalyTask, image_size: tuple[int, int], pre_processor_factory: Any) -> dict:
+    """Keyword arguments for ``AnomalibModule.__init__`` shared by both models.
 
+    Args:
+        task: the task (it chooses the test metrics).
+        image_size: (height, width) of the model input.
+        pre_processor_factory: the model class's ``configure_pre_processor``.
+    """
+    if len(image_size) != 2 or min(image_size) < 32:
         raise ConfigError(f"image_size must be [height, width] with both >= 32, got {list(image_size)}.")
     return {
         "pre_processor": pre_processor_factory(tuple(int(s) for s in image_size)),
         "post_processor": AnomalyPostProcessor(),
-        "evaluator": task_evaluator(task, min_box_area),
+        "evaluator": task_evaluator(task),
         "visualizer": False,
     }
 
 
-def original_size(image_path: str | None, fallback: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) of the image as read, from its header; ``fallback`` without a path."""
-    return displayed_size(image_path) if image_path else fallback
+def _original_sizes(batch: Batch) -> list[tuple[int, int]]:
+    """(height, width) of each image as decoded (our datasets record it); the input size otherwise."""
+    sizes = getattr(batch, "original_size", None)
+    if sizes is None:
+        return [tuple(batch.image.shape[-2:])] * len(batch.image)
+    return [(int(h), int(w)) for h, w in sizes.reshape(-1, 2).tolist()]
 
 
 def _drop_metric_states(checkpoint: dict[str, Any]) -> None:
@@ -54,7 +61,7 @@ class AnomalyTaskMixin:
 
     ``fit`` and ``validate`` behave as in anomalib; ``test`` returns post-processed batches
     (normalized scores, labels, masks at the model's input size, so metrics equal anomalib's);
-    ``predict`` returns one :class:`~otx_anomaly.prediction.AnomalyPrediction` per image at the
+    ``predict`` returns one :class:`~otx_anomaly.heads.AnomalyPrediction` per image at the
     original image size.
 
     Unless the Trainer already has them, the model adds an
@@ -68,13 +75,17 @@ class AnomalyTaskMixin:
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model; metric states come from this model (see
         ``on_save_checkpoint``)."""
-        check_model_class(checkpoint, self)
+        checkpoint_model_class(checkpoint, type(self))
         super().on_load_checkpoint(checkpoint)
         _drop_metric_states(checkpoint)
-        if self.evaluator is not None and "state_dict" in checkpoint:
-            checkpoint["state_dict"].update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
+        state = checkpoint.get("state_dict")
+        if state is not None:
+            if self.evaluator is not None:
+                state.update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
+            state.setdefault("post_processor._extra_state", {})  # checkpoints before the threshold rules
 
     def configure_callbacks(self) -> list[Callback]:
+        """anomalib's callbacks plus the defaults above, unless the Trainer has them."""
         from otx_anomaly.callbacks import AdaptiveThreshold, DefectTypeReport
 
         callbacks = list(super().configure_callbacks())
@@ -85,27 +96,43 @@ class AnomalyTaskMixin:
         return callbacks
 
     def test_step(self, batch: Batch, batch_idx: int, *args, **kwargs) -> Batch:
+        """anomalib's step, post-processed; labels, masks and (detection) boxes are the head's."""
         batch = super().test_step(batch, batch_idx, *args, **kwargs)
-        if self.post_processor is not None:
-            self.post_processor.post_process_batch(batch)
+        if self.post_processor is None:
+            return batch
+        self.post_processor.post_process_batch(batch)
+        scores = batch.pred_score.detach().float().cpu().reshape(-1).numpy()
+        batch.pred_label = torch.from_numpy(is_anomalous(scores)).to(batch.pred_score.device)
+        if batch.anomaly_map is not None:
+            batch.pred_mask = torch.from_numpy(is_anomalous(batch.anomaly_map.detach().cpu().numpy())).to(
+                batch.anomaly_map.device)
+        if self.task == AnomalyTask.DETECTION and batch.anomaly_map is not None and hasattr(batch, "pred_boxes"):
+            predictions = self._predictions(batch, scores)
+            batch.pred_boxes = [torch.from_numpy(p.pred_boxes) for p in predictions]
+            batch.box_scores = [torch.from_numpy(p.box_scores) for p in predictions]
         return batch
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[AnomalyPrediction]:
+        """One :class:`~otx_anomaly.heads.AnomalyPrediction` per image, at its original size."""
         batch = super().predict_step(batch, batch_idx, dataloader_idx)
-        raw_scores = batch.pred_score.detach().float().cpu().reshape(-1).tolist()
+        raw_scores = batch.pred_score.detach().float().cpu().reshape(-1).numpy()
         raw_maps = None if batch.anomaly_map is None else batch.anomaly_map.detach().float().cpu().numpy()
         if self.post_processor is not None:
             self.post_processor.post_process_batch(batch)
-        input_size = tuple(batch.image.shape[-2:])
-        paths = batch.image_path or [None] * len(raw_scores)
-        scores = batch.pred_score.detach().float().cpu().reshape(-1).tolist()
-        maps = [None] * len(paths) if raw_maps is None else batch.anomaly_map.detach().float().cpu().numpy()
+        return self._predictions(batch, batch.pred_score.detach().float().cpu().reshape(-1).numpy(),
+                                 raw_scores, raw_maps)
+
+    def _predictions(self, batch: Batch, scores: np.ndarray, raw_scores: np.ndarray | None = None,
+                     raw_maps: np.ndarray | None = None) -> list[AnomalyPrediction]:
+        paths = batch.image_path or [None] * len(scores)
+        maps = None if batch.anomaly_map is None else batch.anomaly_map.detach().float().cpu().numpy()
         return [
             self.head(
-                scores[i], maps[i], original_size(paths[i], input_size), image_path=paths[i],
-                raw_score=raw_scores[i], raw_anomaly_map=None if raw_maps is None else raw_maps[i],
+                float(scores[i]), None if maps is None else maps[i], size, image_path=paths[i],
+                raw_score=None if raw_scores is None else float(raw_scores[i]),
+                raw_anomaly_map=None if raw_maps is None else raw_maps[i],
             )
-            for i in range(len(paths))
+            for i, size in enumerate(_original_sizes(batch))
         ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -122,4 +149,4 @@ class AnomalyTaskMixin:
         if "backbone_weights" in hparams:
             hparams["backbone_weights"] = None
         hparams["task"] = str(self.task)
-        checkpoint["otx_anomaly_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint[MODEL_KEY] = class_path_of(type(self))

@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from otx_anomaly.errors import ConfigError, DatasetError
+
 #: anomalib's regularization of each covariance: + 0.01 I, then + 1e-5 I before inverting.
 RIDGE = 0.01 + 1e-5
 
@@ -59,8 +61,9 @@ class StreamingGaussian(nn.Module):
         self._count = torch.zeros((), dtype=torch.float64, device=device)
         if self.count > 0 and _rank() == 0:
             if self.mean.shape != (channels, positions):
-                raise ValueError(f"Stored statistics are for embeddings {tuple(self.mean.shape)}, got "
-                                 f"{(channels, positions)}: the backbone, layers or image size changed.")
+                raise ConfigError(f"Stored statistics are for embeddings {tuple(self.mean.shape)}, got "
+                                  f"{(channels, positions)}: the backbone, layers or image size changed. Fit a "
+                                  "new model for the new settings, or keep the checkpoint's.")
             n, mean = self.count.to(device), self.mean.to(device)
             self._count += n
             self._sum += n * mean
@@ -70,13 +73,14 @@ class StreamingGaussian(nn.Module):
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (C, P) and inverse covariance (P, C, C), float32, as anomalib's PaDiM forms them."""
         if self._sum is None:
-            raise ValueError("No embeddings were added: the training set is empty.")
+            raise DatasetError("No embeddings were added: the training set is empty. Give normal training images.")
         count = self._count + self._new
         if dist.is_available() and dist.is_initialized():
             for tensor in (count, self._sum, self._outer):
                 dist.all_reduce(tensor)
         if count < 2:
-            raise ValueError("PaDiM needs at least two training images to estimate a covariance.")
+            raise DatasetError(f"PaDiM needs at least two training images to estimate a covariance; got {int(count)}. "
+                               "Add normal images to train/good.")
         mean = self._sum / count
         # Position by position in chunks, so that no second (P, C, C) float64 array is ever allocated.
         positions, channels = self._outer.shape[:2]

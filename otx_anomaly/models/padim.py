@@ -14,10 +14,10 @@ from anomalib.models import Padim as AnomalibPadim
 from torch import nn
 
 from otx_anomaly.errors import ConfigError
+from otx_anomaly.heads import TaskHead
 from otx_anomaly.models.backbone import check_backbone, init_backbone
 from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
 from otx_anomaly.models.gaussian_stats import StreamingGaussian
-from otx_anomaly.prediction import TaskHead
 from otx_anomaly.tasks import AnomalyTask
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
                 layers=layers,
                 pre_trained=False,  # weights come from init_backbone: a file or a clear download error
                 n_features=n_features,
-                **anomalib_components(task, image_size, min_box_area, self.configure_pre_processor),
+                **anomalib_components(task, image_size, self.configure_pre_processor),
             )
         except ValueError as error:  # anomalib's check of n_features against the embedding size
             if "n_features" in str(error):

@@ -14,9 +14,9 @@ from anomalib.models.image.stfpm.torch_model import STFPMModel
 from torch import nn
 
 from otx_anomaly.errors import ConfigError
+from otx_anomaly.heads import TaskHead
 from otx_anomaly.models.backbone import check_backbone, init_backbone
 from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
-from otx_anomaly.prediction import TaskHead
 from otx_anomaly.tasks import AnomalyTask
 
 
@@ -79,7 +79,7 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
                 f"momentum={momentum}, weight_decay={weight_decay}."
             )
         # Skip anomalib's Stfpm.__init__: it only builds STFPMModel (which downloads) and the loss.
-        components = anomalib_components(task, image_size, min_box_area, self.configure_pre_processor)
+        components = anomalib_components(task, image_size, self.configure_pre_processor)
         super(AnomalibStfpm, self).__init__(**components)
         self.model = _STFPMModel(layers=layers, backbone=backbone)
         self.loss = STFPMLoss()

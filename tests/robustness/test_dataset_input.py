@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from otx_anomaly.deploy.images import load_image
 from otx_anomaly.errors import DatasetError
-from tests.robustness.conftest import setup_data, write_image, write_mask
+from otx_anomaly.io.images import load_image
+from tests.helpers import setup_data, write_mask
+from tests.helpers import write_noise_image as write_image
 
 
 def test_missing_root(tmp_path):

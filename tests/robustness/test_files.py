@@ -11,12 +11,12 @@ import openvino as ov
 import pytest
 import torch
 
-from otx_anomaly.checkpoints import CheckpointError, read_checkpoint
 from otx_anomaly.cli import main
 from otx_anomaly.data import MVTecDataModule
-from otx_anomaly.deploy import MetadataError, OpenVINOInferencer
-from otx_anomaly.export import ExportError, export_model
+from otx_anomaly.deploy import OpenVINOInferencer, export_model
+from otx_anomaly.errors import CheckpointError, ExportError, MetadataError
 from otx_anomaly.models import Padim, Stfpm
+from otx_anomaly.models.checkpoints import read_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SMALL = {"image_size": (64, 64), "pre_trained": False}
@@ -32,7 +32,8 @@ def _checkpoint(model, root, directory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from tests.robustness.conftest import write_image, write_mask
+    from tests.helpers import write_mask
+    from tests.helpers import write_noise_image as write_image
 
     root = tmp_path_factory.mktemp("data")
     for i in range(6):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from otx_anomaly.cli import main
 from otx_anomaly.errors import DatasetError
-from tests.robustness.conftest import setup_data, write_image, write_mask
+from tests.helpers import setup_data, write_mask
+from tests.helpers import write_noise_image as write_image
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
-from otx_anomaly.deploy.images import IMAGE_EXTENSIONS, UnreadableImageError, open_image
-from otx_anomaly.errors import DatasetError
+from otx_anomaly.errors import DatasetError, UnreadableImageError
+from otx_anomaly.io.images import IMAGE_EXTENSIONS, open_image
 
 _GLOB_CHARACTERS = "*?["
 

@@ -1,7 +1,13 @@
-"""Per-image predictions and the task heads that make them.
+"""The task heads: the one place where a normalized score and map become a label, a mask and boxes.
 
-This module uses numpy and OpenCV only (no torch), so the Lightning models and the OpenVINO
-runtime post-process anomaly maps with the very same code and give the same boxes and masks.
+The three tasks share the models and differ only here. This module uses numpy and OpenCV only
+(no torch), so the Lightning models, their test metrics, the OpenVINO inferencer and INT8
+accuracy checks all decide with the very same code and give the same labels, boxes and masks.
+
+Why not anomalib's ``masks_to_boxes``: it boxes 4-connected components on the model's input
+grid in torch; boxes here are 8-connected components of the mask at the *original* image size,
+scored by the map's maximum inside, and specks under ``min_box_area`` pixels are dropped, which
+OTX users expect from a detection model.
 """
 
 from __future__ import annotations
@@ -11,10 +17,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from otx_anomaly.errors import ConfigError
 from otx_anomaly.tasks import AnomalyTask
 
 #: Normalized scores and maps put the threshold here (the OpenVINO Training Extensions convention).
 NORMALIZED_THRESHOLD = 0.5
+
+
+def is_anomalous(normalized: np.ndarray | float) -> np.ndarray:
+    """The decision: a normalized score (or map value) above :data:`NORMALIZED_THRESHOLD`.
+
+    Args:
+        normalized: scores or a map on the normalized scale.
+
+    >>> is_anomalous(np.array([0.2, 0.5, 0.7])).tolist()
+    [False, False, True]
+    """
+    return np.asarray(normalized) > NORMALIZED_THRESHOLD
 
 
 @dataclass
@@ -44,7 +63,13 @@ def boxes_from_mask(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes around the 8-connected components of ``mask``, scored by the map's maximum inside.
 
-    Components with fewer than ``min_box_area`` pixels are dropped as specks.
+    Args:
+        mask: (H, W) boolean mask.
+        anomaly_map: (H, W) map whose maximum inside a component scores its box.
+        min_box_area: components with fewer pixels are dropped as specks.
+
+    Returns:
+        ``(N, 4)`` int32 boxes ``x1, y1, x2, y2`` (inclusive corners) and their ``(N,)`` scores.
 
     >>> mask = np.zeros((6, 8), bool); mask[1:3, 2:5] = True; mask[5, 7] = True
     >>> boxes, scores = boxes_from_mask(mask, mask.astype(np.float32), min_box_area=2)
@@ -71,13 +96,22 @@ class TaskHead:
     The map comes at the model's input resolution; the head resizes it (bilinear) to the
     original image size, thresholds it at 0.5 and, for detection, boxes its components.
     Normal images get no boxes.
+
+    Args:
+        task: what the prediction carries.
+        min_box_area: components of the mask with fewer pixels (at the original size) get no box.
+
+    Example:
+        >>> head = TaskHead("detection", min_box_area=2)
+        >>> anomaly_map = np.zeros((4, 4), np.float32); anomaly_map[1:3, 1:3] = 0.9
+        >>> prediction = head(0.9, anomaly_map, original_size=(8, 8))
+        >>> prediction.pred_label, prediction.pred_boxes.tolist()
+        (True, [[2, 2, 5, 5]])
     """
 
     def __init__(self, task: AnomalyTask | str, min_box_area: int = 0) -> None:
         self.task = AnomalyTask.parse(task)
         if min_box_area < 0:
-            from otx_anomaly.errors import ConfigError
-
             raise ConfigError(f"min_box_area must be >= 0 pixels, got {min_box_area}.")
         self.min_box_area = int(min_box_area)
 
@@ -90,9 +124,17 @@ class TaskHead:
         raw_score: float | None = None,
         raw_anomaly_map: np.ndarray | None = None,
     ) -> AnomalyPrediction:
-        """``original_size`` is (height, width); ``anomaly_map`` is (h, w), normalized. The raw
-        values, when given, are passed through (the map resized like the normalized one)."""
-        label = bool(pred_score > NORMALIZED_THRESHOLD)
+        """The prediction for one image.
+
+        Args:
+            pred_score: the normalized image score.
+            anomaly_map: the (h, w) normalized map at the model's input size (``None``: none).
+            original_size: (height, width) of the image as decoded.
+            image_path: recorded in the prediction.
+            raw_score: the score before normalization, passed through.
+            raw_anomaly_map: the map before normalization, resized like the normalized one.
+        """
+        label = bool(is_anomalous(pred_score))
         prediction = AnomalyPrediction(
             task=self.task, pred_score=float(pred_score), pred_label=label, image_path=image_path,
             raw_score=None if raw_score is None else float(raw_score),
@@ -100,7 +142,7 @@ class TaskHead:
         if self.task == AnomalyTask.CLASSIFICATION or anomaly_map is None:
             return prediction
         full_map = resize_map(anomaly_map, original_size)
-        mask = full_map > NORMALIZED_THRESHOLD
+        mask = is_anomalous(full_map)
         if label:
             prediction.pred_boxes, prediction.box_scores = boxes_from_mask(mask, full_map, self.min_box_area)
         else:
@@ -115,7 +157,12 @@ class TaskHead:
 
 
 def resize_map(anomaly_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A (…, h, w) map as a (height, width) float32 array, resized bilinearly if needed."""
+    """A (…, h, w) map as a (height, width) float32 array, resized bilinearly if needed.
+
+    Args:
+        anomaly_map: the map; leading axes of size 1 are dropped.
+        size: (height, width) wanted.
+    """
     height, width = size
     resized = np.asarray(anomaly_map, dtype=np.float32).reshape(anomaly_map.shape[-2:])
     if resized.shape != (height, width):

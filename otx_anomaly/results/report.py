@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from otx_anomaly.prediction import NORMALIZED_THRESHOLD
+from otx_anomaly.heads import NORMALIZED_THRESHOLD
 
 if TYPE_CHECKING:
-    from otx_anomaly.deploy.outputs import ImageResult, PredictionRun, RunInfo
+    from otx_anomaly.results.writer import ImageResult, PredictionRun, RunInfo
 
 NORMAL_COLOUR = "#2e8b57"
 ANOMALOUS_COLOUR = "#d1495b"

@@ -8,83 +8,64 @@ Lightning or anomalib, so deployment machines need only OpenVINO, numpy, Pillow,
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from jsonargparse import ArgumentParser
 
-from otx_anomaly.deploy.ground_truth import mvtec_ground_truth
-from otx_anomaly.deploy.images import UnreadableImageError, open_image
-from otx_anomaly.deploy.inputs import UnreadableInput, describe_unreadable, nothing_readable, resolve_inputs
-from otx_anomaly.deploy.outputs import (
-    PredictionOutputs,
-    PredictionRun,
-    RunInfo,
-    check_output_dir,
-    common_folder,
-    print_run,
-)
-from otx_anomaly.errors import DatasetError, OtxAnomalyError
+from otx_anomaly.errors import DatasetError, UnreadableImageError
+from otx_anomaly.io.images import open_image
+from otx_anomaly.io.inputs import UnreadableInput, describe_unreadable, nothing_readable, resolve_inputs
+from otx_anomaly.io.layout import mvtec_ground_truth
+from otx_anomaly.results.console import print_run
+from otx_anomaly.results.records import OutputOptions, PredictionRun, RunInfo
+from otx_anomaly.results.writer import PredictionOutputs, check_output_dir, common_folder
 
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value in ("true", "1", "yes")
-
-
-def _max_images(text: str) -> int | None:
-    if text.strip().lower() in ("null", "none", "all"):
-        return None
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 or null, got {value}")
-    return value
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="otx-anomaly infer", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def parser() -> ArgumentParser:
+    """The ``infer`` options; the output options are :class:`OutputOptions`, as for ``predict``."""
+    result = ArgumentParser(
+        prog="otx-anomaly infer", exit_on_error=True, default_meta=False,
         description="Predict with an exported OpenVINO model (FP32, FP16 or INT8), without torch, and write "
                     "predictions.jsonl, predictions.csv, masks, overlays, summary.json and report.html, as "
                     "`predict` does with a checkpoint. Unreadable files are skipped and listed.")
-    parser.add_argument("--model_path", dest="model", required=True, type=Path,
-                        help="exported model.xml (its .bin beside it)")
-    parser.add_argument("--input", required=True,
+    result.add_argument("--model_path", required=True, type=Path, help="exported model.xml (its .bin beside it)")
+    result.add_argument("--input", required=True, type=str,
                         help="an image, a folder (its files, not subfolders) or a quoted glob ('dir/**/*.png')")
-    parser.add_argument("--output_dir", type=Path, default=Path("predictions"),
+    result.add_argument("--output_dir", type=Path, default=Path("predictions"),
                         help="results folder; a previous run's results there are replaced")
-    parser.add_argument("--device", default="CPU", help="OpenVINO device")
-    parser.add_argument("--overlays", type=_bool, default=True, metavar="{true,false}",
-                        help="write full-size overlay images")
-    parser.add_argument("--report_max_images", type=_max_images, default=500,
-                        help="at most this many images (highest scores) in report.html; null: all")
-    parser.add_argument("--ground_truth", choices=["none", "mvtec"], default="none",
+    result.add_argument("--device", type=str, default="CPU", help="OpenVINO device")
+    result.add_class_arguments(OutputOptions, nested_key=None)
+    result.add_argument("--ground_truth", type=Literal["none", "mvtec"], default="none",
                         help="mvtec: labels from <category>/test/<good|defect>/ folders and masks from "
                              "ground_truth/, for metrics in the report")
-    return parser.parse_args(argv)
+    return result
 
 
-def run_infer(argv: Sequence[str]) -> PredictionRun:
-    """Parse ``argv``, predict every input, write the results; returns the run."""
+def run(argv: Sequence[str]) -> PredictionRun:
+    """Parse ``argv``, predict every input, write the results; returns the run.
+
+    Args:
+        argv: the arguments after ``infer``.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from otx_anomaly.deploy.inferencer import OpenVINOInferencer
 
-    args = parse_args(argv)
+    args = parser().parse_args(list(argv))
     output_dir = check_output_dir(args.output_dir).absolute()  # before loading the model: fail at once
     # a glob may reach into the results of an earlier run: they are outputs, not inputs
     paths = [p for p in resolve_inputs(args.input) if not p.absolute().is_relative_to(output_dir)]
     if not paths:
         raise DatasetError(f"{args.input!r} matches only files in the output folder {str(args.output_dir)!r}.")
-    inferencer = OpenVINOInferencer(args.model, device=args.device)
-    info = RunInfo(inferencer.task, str(args.model), inferencer.metadata["image_threshold"],
+    inferencer = OpenVINOInferencer(args.model_path, device=args.device)
+    info = RunInfo(inferencer.task, str(args.model_path), inferencer.metadata["image_threshold"],
                    inferencer.metadata["pixel_threshold"])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with PredictionOutputs(args.output_dir, info, args.overlays, args.report_max_images,
+    options = OutputOptions(overlays=args.overlays, report_max_images=args.report_max_images)
+    with PredictionOutputs(args.output_dir, info, options,
                            common_folder(paths)) as outputs, Progress(*columns, transient=True) as progress:
         for path in progress.track(paths, description="Predicting"):
             try:
@@ -101,12 +82,3 @@ def run_infer(argv: Sequence[str]) -> PredictionRun:
     print_run(outputs.run)
     return outputs.run
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; user mistakes print one ``error:`` line and exit with code 2."""
-    try:
-        run_infer(sys.argv[1:] if argv is None else argv)
-    except OtxAnomalyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from otx_anomaly.deploy.ground_truth import GroundTruth
-from otx_anomaly.deploy.images import UnreadableImageError, open_mask
+from otx_anomaly.io.layout import GroundTruth
+from otx_anomaly.errors import UnreadableImageError
+from otx_anomaly.io.images import open_mask
 
 
 def binary_auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -30,14 +31,28 @@ def binary_auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
+def f1_score(true_positives: int, false_positives: int, false_negatives: int) -> float:
+    """F1 from counts, ``2 TP / (2 TP + FP + FN)``; 0 when there is nothing to find or flag.
+
+    Args:
+        true_positives: items flagged and truly positive.
+        false_positives: items flagged but negative.
+        false_negatives: positive items not flagged.
+
+    >>> f1_score(2, 2, 1)
+    0.5714285714285714
+    """
+    denominator = 2 * true_positives + false_positives + false_negatives
+    return 2 * true_positives / denominator if denominator else 0.0
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _f1(precision: float | None, recall: float | None) -> float | None:
-    if precision is None or recall is None:
-        return None
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+def _f1_or_none(tp: int, fp: int, fn: int) -> float | None:
+    """F1, or ``None`` where precision or recall is undefined (nothing flagged, nothing to find)."""
+    return f1_score(tp, fp, fn) if tp + fp and tp + fn else None
 
 
 class RunEvaluation:
@@ -94,7 +109,7 @@ class RunEvaluation:
             "anomalous": int(truth.sum()),
             "normal": int((~truth).sum()),
             "image_AUROC": binary_auroc(np.asarray(self.scores), truth),
-            "image_F1Score": _f1(precision, recall),
+            "image_F1Score": _f1_or_none(tp, fp, fn),
             "image_Precision": precision,
             "image_Recall": recall,
             "image_Accuracy": (tp + tn) / len(truth),
@@ -107,5 +122,5 @@ class RunEvaluation:
             ptp, pfp, pfn = (int(v) for v in self._pixels)
             pixel_precision, pixel_recall = _ratio(ptp, ptp + pfp), _ratio(ptp, ptp + pfn)
             metrics.update({"pixel_Precision": pixel_precision, "pixel_Recall": pixel_recall,
-                            "pixel_F1Score": _f1(pixel_precision, pixel_recall)})
+                            "pixel_F1Score": _f1_or_none(ptp, pfp, pfn)})
         return metrics

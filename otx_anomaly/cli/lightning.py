@@ -1,49 +1,26 @@
-"""``otx-anomaly`` / ``python -m otx_anomaly``: Lightning's CLI over our models and data, plus a demo.
+"""``fit``, ``validate``, ``test`` and ``predict``: Lightning's CLI over any anomalib model and data module.
 
-Subcommands ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI's: ``--config`` takes a
-recipe and every model, data and trainer argument can be overridden on the command line.
-``export`` writes a checkpoint as OpenVINO IR or ONNX; ``optimize`` quantizes an exported model to
-INT8 with NNCF; ``demo`` generates a small synthetic dataset and trains, tests and predicts on it.
-``predict`` writes its results to ``--output_dir``
-(:class:`~otx_anomaly.callbacks.AnomalyPredictionWriter`); ``infer`` does the same with an exported
-model and without torch (:mod:`otx_anomaly.cli_infer`).
+``--config`` takes a recipe and every model, data and trainer argument can be overridden on the
+command line. ``predict`` writes its results to ``--output_dir``
+(:class:`~otx_anomaly.callbacks.AnomalyPredictionWriter`) with the options of
+:class:`~otx_anomaly.results.records.OutputOptions`, as ``infer`` does for an exported model.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# anomalib's package import warns about its own deprecated modules; users cannot act on that.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"(timm|anomalib)(\..*)?")
+from anomalib.data.datamodules.base.image import AnomalibDataModule
+from anomalib.models.components import AnomalibModule
+from jsonargparse import Namespace
+from jsonargparse._util import import_object
+from lightning.pytorch.cli import LightningCLI
 
-from anomalib.data.datamodules.base.image import AnomalibDataModule  # noqa: E402
-from anomalib.models.components import AnomalibModule  # noqa: E402
-from jsonargparse import Namespace  # noqa: E402
-from jsonargparse._util import import_object  # noqa: E402
-from lightning.pytorch.cli import LightningCLI  # noqa: E402
-
-from otx_anomaly.errors import OtxAnomalyError  # noqa: E402
-from otx_anomaly.summary import print_fit_summary  # noqa: E402
-
-logger = logging.getLogger("otx_anomaly")
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time, so redirections made later still apply."""
-
-    @property
-    def stream(self):  # noqa: ANN201
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
+from otx_anomaly.cli.summary import print_fit_summary
+from otx_anomaly.errors import OtxAnomalyError
+from otx_anomaly.results.records import OutputOptions
 
 
 class OTXAnomalyCLI(LightningCLI):
@@ -97,7 +74,7 @@ class OTXAnomalyCLI(LightningCLI):
         """With ``--ckpt_path``, the network's settings come from the checkpoint (as in Lightning) and
         the head's (``task``, ``min_box_area``) from the recipe and command line. The checkpoint is
         read safely first: a missing, damaged, unsafe or foreign one is a clear error."""
-        from otx_anomaly.checkpoints import CheckpointError, read_checkpoint
+        from otx_anomaly.models.checkpoints import checkpoint_model_class, read_checkpoint
 
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -106,10 +83,7 @@ class OTXAnomalyCLI(LightningCLI):
         checkpoint = read_checkpoint(ckpt_path)
         model = self.config[subcommand].get("model")
         class_path = model.get("class_path") if model is not None else None
-        saved = checkpoint.get("otx_anomaly_model")
-        if saved and class_path and import_object(saved) is not import_object(class_path):
-            raise CheckpointError(f"{str(ckpt_path)!r} holds a {saved.rsplit('.', 1)[-1]} model, not "
-                                  f"{class_path.rsplit('.', 1)[-1]}: use the recipe of the model that wrote it.")
+        checkpoint_model_class(checkpoint, class_path, source=repr(str(ckpt_path)))
         head = ("task", "min_box_area", "_instantiator", "_class_path")
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k not in head}
         if hparams and class_path:
@@ -123,9 +97,7 @@ class OTXAnomalyCLI(LightningCLI):
             parser.add_argument("--output_dir", type=str | None, default=None,
                                 help="Results folder: predictions.jsonl/.csv, masks, overlays, report.html "
                                      "(default: <trainer.default_root_dir>/predictions).")
-            parser.add_argument("--overlays", type=bool, default=True, help="Write full-size overlay images.")
-            parser.add_argument("--report_max_images", type=int | None, default=500,
-                                help="At most this many images (highest scores) in report.html; null: all.")
+            parser.add_class_arguments(OutputOptions, nested_key=None)
         return parser
 
     def after_fit(self) -> None:
@@ -142,43 +114,9 @@ class OTXAnomalyCLI(LightningCLI):
         if configured:  # from the recipe or --trainer.callbacks; an explicit --output_dir still applies
             configured[0].output_dir = output_dir or configured[0].output_dir
         else:
-            self.trainer.callbacks.append(AnomalyPredictionWriter(
-                output_dir, overlays=options.get("overlays", True),
-                report_max_images=options.get("report_max_images", 500)))
+            self.trainer.callbacks.append(AnomalyPredictionWriter(output_dir, OutputOptions(
+                overlays=options.get("overlays", True), report_max_images=options.get("report_max_images", 500))))
         if kwargs.get("return_predictions") is None:
             kwargs["return_predictions"] = False  # the writer streams them; full-size maps would fill memory
         self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; user mistakes end with a one-paragraph message and exit code 2, not a traceback."""
-    explicit = argv is not None
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not logger.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(os.environ.get("OTX_ANOMALY_LOG", "INFO"))
-    try:
-        if argv and argv[0] == "demo":
-            from otx_anomaly.demo import run_demo
-
-            run_demo(argv[1:])
-        elif argv and argv[0] == "infer":
-            from otx_anomaly.cli_infer import run_infer
-
-            run_infer(argv[1:])
-        elif argv and argv[0] == "export":
-            from otx_anomaly.cli_export import run_export
-
-            run_export(argv[1:])
-        elif argv and argv[0] == "optimize":
-            from otx_anomaly.cli_optimize import run_optimize
-
-            run_optimize(argv[1:])
-        else:
-            OTXAnomalyCLI(args=argv if explicit else None)
-    except OtxAnomalyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0

@@ -10,6 +10,7 @@ sections are accepted and ignored, so the training recipe is all it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,23 +25,15 @@ def _parser() -> Any:
     from anomalib.data.datamodules.base.image import AnomalibDataModule
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from otx_anomaly.deploy.quantization import METRICS
+    from otx_anomaly.deploy.quantization import QuantizationOptions
 
     parser = ArgumentParser(prog="otx-anomaly optimize", description=__doc__, exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="the training recipe (its data section is used)")
     parser.add_argument("--model_path", type=Path, required=True, help="exported FP32 or FP16 model.xml")
-    parser.add_argument("--output", type=Path | None, default=None,
+    parser.add_argument("--output_dir", type=Path | None, default=None,
                         help="output folder (default: int8 beside the model's folder)")
     parser.add_subclass_arguments(AnomalibDataModule, "data", required=True)
-    parser.add_argument("--subset_size", type=int, default=300, help="calibration images (normal, from train)")
-    parser.add_argument("--accuracy_control", type=bool, default=False,
-                        help="keep --metric within --max_drop on the validation split (nncf accuracy control)")
-    parser.add_argument("--metric", type=str, default="image_AUROC", choices=list(METRICS))
-    parser.add_argument("--max_drop", type=float, default=0.01, help="absolute drop allowed with accuracy control")
-    parser.add_argument("--keep_float", type=bool, default=True,
-                        help="keep the anomaly-map generator and normalization in float (recommended)")
-    parser.add_argument("--fast_bias_correction", type=bool, default=False,
-                        help="NNCF's quicker bias correction (the full one keeps STFPM closer to FP32)")
+    parser.add_class_arguments(QuantizationOptions, nested_key=None)
     parser.add_argument("--benchmark_images", type=int, default=20,
                         help="test images timed for latency and throughput (0: skip timing)")
     for ignored in ("model", "trainer", "ckpt_path", "optimizer", "lr_scheduler"):  # the recipe's other sections
@@ -49,8 +42,14 @@ def _parser() -> Any:
     return parser
 
 
-def run_optimize(argv: Sequence[str]) -> Path:
-    from otx_anomaly.deploy.quantization import labeled_images, quantize
+def run(argv: Sequence[str]) -> Path:
+    """Parse ``argv``, quantize, print the comparison table, and return the INT8 model file.
+
+    Args:
+        argv: the arguments after ``optimize``.
+    """
+    from otx_anomaly.deploy.accuracy import labeled_images
+    from otx_anomaly.deploy.quantization import QuantizationOptions, quantize
 
     parser = _parser()
     config = parser.parse_args(list(argv))
@@ -66,20 +65,26 @@ def run_optimize(argv: Sequence[str]) -> Path:
                        "metrics below are not held out. Use --data.val_split_mode from_test for a fair comparison.")
     if config.benchmark_images < 0:
         raise ConfigError(f"--benchmark_images must be >= 0, got {config.benchmark_images}.")
-    int8 = quantize(config.model_path, calibration, config.output, subset_size=config.subset_size,
-                    validation=validation, metric=config.metric, max_drop=config.max_drop,
-                    keep_float=config.keep_float, fast_bias_correction=config.fast_bias_correction)
+    options = QuantizationOptions(**{f.name: config[f.name] for f in dataclasses.fields(QuantizationOptions)})
+    int8 = quantize(config.model_path, calibration, config.output_dir, options, validation=validation)
     print_comparison(config.model_path, int8, test, config.benchmark_images)
     return int8
 
 
 def print_comparison(original: Path, quantized: Path, samples: Sequence[Any], benchmark_images: int = 20) -> None:
-    """Size, test metrics, latency and throughput of the original and the INT8 model, side by side."""
+    """Size, test metrics, latency and throughput of the original and the INT8 model, side by side.
+
+    Args:
+        original: the FP32 (or FP16) ``model.xml``.
+        quantized: its INT8 copy.
+        samples: labeled test images.
+        benchmark_images: how many of them are timed (0: no timing).
+    """
     from rich.console import Console
     from rich.table import Table
 
     from otx_anomaly.deploy import OpenVINOInferencer
-    from otx_anomaly.deploy.quantization import evaluate_models
+    from otx_anomaly.deploy.accuracy import evaluate_models
     from otx_anomaly.deploy.speed import latency_ms, model_size_mb, openvino_throughput
 
     models = {"original": OpenVINOInferencer(original), "INT8": OpenVINOInferencer(quantized)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from otx_anomaly.prediction import AnomalyPrediction
+from otx_anomaly.heads import AnomalyPrediction
 
 HEATMAP_WEIGHT = 0.4
 MASK_COLOUR = (255, 255, 255)

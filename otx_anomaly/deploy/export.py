@@ -5,6 +5,14 @@ the normalization by mean and std, the model and the post-processing (min-max no
 thresholds): its outputs are the normalized ``pred_score``, ``pred_label``, ``anomaly_map`` and
 ``pred_mask``, as anomalib's exports. The conversion goes straight from torch to OpenVINO
 (``openvino.convert_model``); no ONNX step, so no extra packages.
+
+Why not anomalib's ``AnomalibModule.to_openvino``: it traces the LightningModule itself (whose
+trainer-bound properties break outside a fit), writes its files in place (an interrupted export
+leaves a partial model) and stores no metadata; here the three plain modules are traced, the
+folder appears complete or not at all, and the metadata makes the model runnable with no other file.
+
+torch is imported when a model is exported, not with this module: ``otx_anomaly.deploy`` stays
+importable on machines without it.
 """
 
 from __future__ import annotations
@@ -12,16 +20,11 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import torch
-from anomalib.data.transforms.utils import extract_transforms_by_type
-from torch import nn
-from torchvision.transforms.v2 import Normalize
-
-from otx_anomaly.deploy.metadata import MODEL_TYPE, write_metadata
-from otx_anomaly.errors import OtxAnomalyError
-from otx_anomaly.files import replace_folder, staging_folder
+from otx_anomaly.deploy.metadata import MODEL_TYPE, metadata_strings, write_metadata
+from otx_anomaly.errors import ExportError, OtxAnomalyError
+from otx_anomaly.io.files import replace_folder, staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -30,26 +33,36 @@ Precision = Literal["FP32", "FP16"]
 ExportFormat = Literal["openvino", "onnx"]
 
 
-class ExportError(OtxAnomalyError, RuntimeError):
-    """The model could not be exported; nothing was written."""
-
-
-class _ExportGraph(nn.Module):
+def _export_graph(model: Any) -> Any:
     """anomalib's ``AnomalibModule.forward`` (pre-processing, network, post-processing) over the
-    three plain modules, with tuple outputs: tracing the LightningModule itself would touch its
-    trainer-bound properties."""
+    three plain modules, with tuple outputs."""
+    from torch import nn
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.pre_processor, self.model, self.post_processor = model.pre_processor, model.model, model.post_processor
+    class ExportGraph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pre_processor, self.model, self.post_processor = (model.pre_processor, model.model,
+                                                                   model.post_processor)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        batch = self.post_processor(self.model(self.pre_processor(image)))
-        return tuple(getattr(batch, name) for name in OUTPUT_NAMES)
+        def forward(self, image: Any) -> tuple[Any, ...]:
+            batch = self.post_processor(self.model(self.pre_processor(image)))
+            return tuple(getattr(batch, name) for name in OUTPUT_NAMES)
+
+    return ExportGraph()
 
 
-def export_metadata(model: nn.Module) -> dict:
-    """Everything needed to run the exported model with no other file."""
+def export_metadata(model: Any) -> dict[str, Any]:
+    """Everything needed to run the exported model with no other file.
+
+    Args:
+        model: a fitted otx_anomaly model (``Padim``, ``Stfpm``).
+
+    Raises:
+        ExportError: the model has no thresholds yet.
+    """
+    from anomalib.data.transforms.utils import extract_transforms_by_type
+    from torchvision.transforms.v2 import Normalize
+
     from otx_anomaly import __version__
 
     post = model.post_processor
@@ -77,10 +90,11 @@ def export_metadata(model: nn.Module) -> dict:
         "input_range": "0-1",
         "outputs": " ".join(OUTPUT_NAMES),
         "otx_anomaly_version": __version__,
+        "threshold_rules": "; ".join(f"{kind}: {rule}" for kind, rule in sorted(post.rules.items())),
     }
 
 
-def _write_openvino(graph: nn.Module, example: torch.Tensor, metadata: dict, folder: Path, precision: str) -> Path:
+def _write_openvino(graph: Any, example: Any, metadata: dict, folder: Path, precision: str) -> Path:
     import openvino as ov
 
     ov_model = ov.convert_model(graph, example_input=example)
@@ -93,7 +107,9 @@ def _write_openvino(graph: nn.Module, example: torch.Tensor, metadata: dict, fol
     return path
 
 
-def _write_onnx(graph: nn.Module, example: torch.Tensor, metadata: dict, folder: Path) -> Path:
+def _write_onnx(graph: Any, example: Any, metadata: dict, folder: Path) -> Path:
+    import torch
+
     try:
         import onnx
     except ImportError as error:
@@ -103,15 +119,15 @@ def _write_onnx(graph: nn.Module, example: torch.Tensor, metadata: dict, folder:
     torch.onnx.export(graph, (example,), str(path), input_names=["image"], output_names=list(OUTPUT_NAMES),
                       dynamo=True, external_data=False)
     proto = onnx.load(str(path))
-    for key, value in metadata.items():
+    for key, value in metadata_strings(metadata).items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        entry.key, entry.value = key, value
     onnx.save(proto, str(path))
     return path
 
 
 def export_model(
-    model: nn.Module,
+    model: Any,
     output_dir: str | Path,
     export_format: ExportFormat = "openvino",
     precision: Precision = "FP32",
@@ -120,7 +136,18 @@ def export_model(
 
     The files are written to a temporary folder beside ``output_dir`` and moved into place only
     when complete: an interrupted or failed export leaves the previous export (or nothing).
+
+    Args:
+        model: a fitted otx_anomaly model.
+        output_dir: the folder to write.
+        export_format: ``openvino`` or ``onnx``.
+        precision: ``FP32`` or ``FP16`` (OpenVINO only); INT8 is :func:`otx_anomaly.deploy.quantize`'s.
+
+    Raises:
+        ExportError: a bad option, a model without thresholds, or a failed conversion.
     """
+    import torch
+
     if export_format not in ("openvino", "onnx"):
         raise ExportError(f"Unknown export format {export_format!r}: choose openvino or onnx.")
     if precision not in ("FP32", "FP16"):
@@ -135,7 +162,7 @@ def export_model(
         raise ExportError(f"Cannot write to {str(output_dir.parent)!r} ({error}). Choose a writable output folder.") \
             from error
     was_training, device = model.training, next(model.parameters()).device
-    graph = _ExportGraph(model.eval().cpu())
+    graph = _export_graph(model.eval().cpu())
     example = torch.zeros(1, 3, *metadata["image_shape"])
     try:
         with torch.no_grad():

@@ -13,18 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from otx_anomaly.errors import DatasetError
+from otx_anomaly.errors import DatasetError, UnreadableImageError
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class UnreadableImageError(DatasetError):
-    """An image or mask file that is empty, truncated or not an image."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path, self.reason = str(path), reason
-        super().__init__(f"Cannot read image {self.path!r} ({reason}). Replace or remove the file.")
 
 
 def _decode(path: str | Path) -> Image.Image:
@@ -76,7 +68,7 @@ def load_image(image: str | Path | np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"Expected an (H, W), (H, W, 3) or (H, W, 4) image array, got shape {array.shape}.")
+        raise DatasetError(f"Expected an (H, W), (H, W, 3) or (H, W, 4) image array, got shape {array.shape}.")
     array = array[..., :3]
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0

@@ -1,0 +1,53 @@
+"""The table at the end of ``fit``: last validation metrics, the thresholds and the rules behind them, the checkpoint.
+
+The rules are read from the model's post-processor, which carries them (and so do its
+checkpoints and exports).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from otx_anomaly.results.console import CONSOLE
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
+
+
+def _threshold_rows(trainer: Trainer) -> list[tuple[str, str]]:
+    post = getattr(trainer.lightning_module, "post_processor", None)
+    rules = getattr(post, "rules", {})
+    rows = []
+    for kind in ("image", "pixel"):
+        value = getattr(post, f"{kind}_threshold", None)
+        if value is not None and not math.isnan(float(value)):
+            rows.append((f"{kind} threshold (raw)", f"{float(value):.4g}"))
+            if kind in rules:
+                rows.append((f"{kind} threshold rule", rules[kind]))
+    if rows:
+        rows.append(("normalized scores", "threshold at 0.5, validation range spans [0, 1]"))
+    return rows
+
+
+def print_fit_summary(trainer: Trainer) -> None:
+    """Best checkpoint, thresholds, last validation metrics, and the commands to use the model.
+
+    Args:
+        trainer: the Trainer after ``fit``.
+    """
+    table = Table(title="Training finished", show_header=False)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
+    path = best or last
+    for key, value in sorted(trainer.callback_metrics.items()):
+        table.add_row(key, f"{float(value):.4f}")
+    for row in _threshold_rows(trainer):
+        table.add_row(*row)
+    CONSOLE.print(table)
+    CONSOLE.print(f"checkpoint: {path or '(none saved)'}", soft_wrap=True)
+    if path:
+        CONSOLE.print(f"Next: test or predict with the same arguments plus --ckpt_path {path}", soft_wrap=True)

@@ -66,3 +66,24 @@ def test_mean_iou_and_dice_average_over_informative_images():
     dice.update(batch)
     assert float(iou.compute()) == pytest.approx(0.25)
     assert float(dice.compute()) == pytest.approx(1 / 3)
+
+
+def test_mean_iou_and_dice_equal_the_per_image_formula_they_replace():
+    """torchmetrics' MeanIoU and DiceScore give the values of the hand-written metrics of 0.1
+    (per-image overlap, averaged over the images with a defect in either mask)."""
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.rand(12, 16, 16, generator=generator) > 0.7
+    gt = torch.rand(12, 16, 16, generator=generator) > 0.8
+    pred[3], gt[3] = False, False  # both empty: left out
+    gt[5] = False  # a false alarm on a normal image: overlap 0
+    intersection = (pred & gt).flatten(1).sum(1).double()
+    sizes = pred.flatten(1).sum(1).double(), gt.flatten(1).sum(1).double()
+    informative = (sizes[0] + sizes[1]) > 0
+    expected_iou = (intersection / (sizes[0] + sizes[1] - intersection).clamp(min=1))[informative].mean()
+    expected_dice = (2 * intersection / (sizes[0] + sizes[1]).clamp(min=1))[informative].mean()
+    batch = ImageBatch(image=torch.rand(12, 3, 16, 16), gt_mask=gt, pred_mask=pred)
+    iou, dice = MeanIoU(fields=["pred_mask", "gt_mask"]), MeanDice(fields=["pred_mask", "gt_mask"])
+    iou.update(batch)
+    dice.update(batch)
+    assert float(iou.compute()) == pytest.approx(float(expected_iou), abs=1e-6)
+    assert float(dice.compute()) == pytest.approx(float(expected_dice), abs=1e-6)

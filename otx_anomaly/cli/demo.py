@@ -29,7 +29,7 @@ def parser() -> ArgumentParser:
     """The ``demo`` options."""
     result = ArgumentParser(prog="otx-anomaly demo", description=__doc__, exit_on_error=True)
     result.add_argument("--model", type=Literal["padim", "stfpm"], default="padim")
-    result.add_argument("--task", type=AnomalyTask, default=AnomalyTask.SEGMENTATION)
+    result.add_argument("--task", type=Literal["classification", "detection", "segmentation"], default="segmentation")
     result.add_argument("--root", type=Path, default=Path("otx_anomaly_demo/data"), help="where the data is written")
     result.add_argument("--output_dir", type=Path, default=Path("otx_anomaly_demo/run"), help="logs and checkpoints")
     result.add_argument("--backbone_weights", type=Path | None, default=None, help="local ImageNet weights file")

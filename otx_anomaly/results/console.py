@@ -40,7 +40,7 @@ def print_predictions(predictions: Sequence[AnomalyPrediction], top: int = 20) -
         boxes = "-" if p.pred_boxes is None else str(len(p.pred_boxes))
         name = os.path.relpath(p.image_path, common) if p.image_path and common else str(p.image_path)
         table.add_row(name, f"{p.pred_score:.3f}", "anomalous" if p.pred_label else "normal", boxes)
-    console.print(table)
+    CONSOLE.print(table)
 
 
 def print_run(run: PredictionRun, top: int = 20, console: Any = None) -> None:

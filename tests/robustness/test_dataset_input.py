@@ -90,9 +90,8 @@ def test_exif_rotation_is_applied_in_training_and_inference(dataset):
     index = int(datamodule.train_data.samples.index[datamodule.train_data.samples.image_path == str(path)][0])
     assert datamodule.train_data[index].image.shape == (3, 48, 40)  # upright: 40 wide, 48 high
     assert load_image(path).shape == (48, 40, 3)
-    from otx_anomaly.models.base import original_size
-
-    assert original_size(str(path), (1, 1)) == (48, 40), "masks and boxes are made at the upright size"
+    item = datamodule.train_data[index]
+    assert item.original_size.tolist() == [48, 40], "masks and boxes are made at the upright size"
 
 
 def test_missing_mask_names_the_expected_file(dataset):

@@ -25,8 +25,11 @@ def _args(subcommand: str, recipe: str, demo_root: Path, tmp_path: Path, *extra:
 def test_fit_then_test_and_predict_from_the_checkpoint(demo_root, tmp_path, capsys):
     assert main(_args("fit", "padim_det.yaml", demo_root, tmp_path)) == 0
     checkpoint = next(tmp_path.rglob("*.ckpt"))
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "Training finished" in out and str(checkpoint) in out and "image threshold rule" in out
+    noise = ("💡 Tip", "module(s) in eval mode", "will override existing callbacks")
+    assert not [n for n in noise if n in out + captured.err], "library noise reached the CLI user"
 
     assert main(_args("test", "padim_det.yaml", demo_root, tmp_path, "--ckpt_path", str(checkpoint))) == 0
     out = capsys.readouterr().out
@@ -73,7 +76,7 @@ def test_unknown_config_key_is_rejected_by_the_parser(demo_root, tmp_path, capsy
 
 
 def test_demo_runs_offline_and_says_it_uses_random_weights(tmp_path, capsys):
-    assert main(["demo", "--root", str(tmp_path / "data"), "--output", str(tmp_path / "run")]) == 0
+    assert main(["demo", "--root", str(tmp_path / "data"), "--output_dir", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "RANDOM BACKBONE WEIGHTS" in out
     assert "image_AUROC" in out and "Predictions:" in out
@@ -81,8 +84,9 @@ def test_demo_runs_offline_and_says_it_uses_random_weights(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_uses_the_given_weights(weights_path, tmp_path, capsys):
+def test_demo_uses_the_given_weights_and_the_old_flag_spellings_still_work(weights_path, tmp_path, capsys):
     assert main(["demo", "--root", str(tmp_path / "data"), "--output", str(tmp_path / "run"),
                  "--backbone-weights", str(weights_path)]) == 0
-    out = capsys.readouterr().out
-    assert "RANDOM BACKBONE WEIGHTS" not in out and "image_AUROC" in out
+    captured = capsys.readouterr()
+    assert "RANDOM BACKBONE WEIGHTS" not in captured.out and "image_AUROC" in captured.out
+    assert "--backbone-weights is deprecated" in captured.err and "use --backbone_weights" in captured.err

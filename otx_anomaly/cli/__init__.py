@@ -84,8 +84,9 @@ class _QuietLightning(logging.Filter):
 def quiet_console() -> None:
     """Silence the library noise a user of our CLI cannot act on; our own messages stay."""
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(timm|anomalib)(\..*)?")
-    warnings.filterwarnings("ignore", message=r".*(modules? in eval mode|will override existing callbacks).*")
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    for message in (r"module\(s\) in eval mode", "will override existing callbacks", "does not have many workers",
+                    r"configure_optimizers` returned `None`", r"isinstance\(treespec, LeafSpec\)"):
+        warnings.filterwarnings("ignore", message=f".*{message}.*")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
                  "lightning.fabric.utilities.rank_zero"):
         target = logging.getLogger(name)

@@ -232,8 +232,8 @@ def _real_arguments(args: list[str], checkpoints: dict[str, Path], where: str) -
 
 
 def _export(checkpoint: Path) -> Path:
-    from otx_anomaly.models.checkpoints import load_model
     from otx_anomaly.deploy.export import export_model
+    from otx_anomaly.models.checkpoints import load_model
 
     target = checkpoint.parent / "docs_test_export" / "model.xml"
     return target if target.is_file() else export_model(load_model(checkpoint), target.parent)

@@ -191,3 +191,20 @@ def test_export_callback_rejects_unknown_options():
 def test_deploy_stays_torch_free_until_quantize_is_used():
     code = "import sys, otx_anomaly.deploy as d; d.OpenVINOInferencer; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_nothing_downstream_of_the_map_generator_is_quantized(fitted, int8):
+    """The float scope follows the graph, not only node names: OpenVINO renames some map-generator
+    nodes, and quantizers there clip the anomaly map (docs/quantization.md)."""
+    import openvino as ov
+
+    from otx_anomaly.deploy.quantization import float_scope
+
+    _, fp32, _ = fitted
+    model = ov.Core().read_model(fp32)
+    scope = set(float_scope(model))
+    assert {result.get_friendly_name() for result in model.get_results()} <= scope  # the outputs are downstream
+    quantized = ov.Core().read_model(int8)
+    fed = {target.get_node().get_friendly_name() for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize"
+           for output in op.outputs() for target in output.get_target_inputs()}
+    assert fed and not fed & scope, sorted(fed & scope)[:5]

@@ -19,8 +19,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
+
+
+#: batch sizes whose images/s the benchmark reports (one request of that many images)
+BATCH_SIZES = (1, 8, 32)
 
 
 def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: Path, repeats: int = 5,
@@ -34,25 +40,30 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
     import torch
 
     from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, quantize
-    from otx_anomaly.deploy.speed import latency_ms, model_size_mb, openvino_throughput
     from otx_anomaly.deploy.export import export_model
+    from otx_anomaly.deploy.speed import batch_throughput, latency_ms, model_size_mb, openvino_throughput
+    from otx_anomaly.io.images import load_image
 
     paths = {p: export_model(model, workdir / p.lower(), precision=p) for p in ("FP32", "FP16")}
-    paths["INT8"] = quantize(paths["FP32"], calibration, workdir / "int8", QuantizationOptions(subset_size=calibration_size))
+    paths["INT8"] = quantize(paths["FP32"], calibration, workdir / "int8",
+                             QuantizationOptions(subset_size=calibration_size))
     engines = {p: OpenVINOInferencer(path) for p, path in paths.items()}
-    inputs = [engines["FP32"].preprocess(path)[0] for path in images]
+    inputs = [engines["FP32"].preprocess(path)[0] for path in images]  # the frames as decoded: both resize
     model.eval()
 
     def eager(tensor, model=model):
         with torch.no_grad():
             return model(torch.from_numpy(tensor))
 
-    eager_ms = latency_ms(eager, inputs, repeats)
+    eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]
+    eager_ms = latency_ms(eager, eager_inputs, repeats)
     rows = {"eager PyTorch": {"latency_ms": eager_ms, "throughput": 1000.0 / eager_ms, "size_mb": float("nan")}}
     for precision, engine in engines.items():
         rows[f"OpenVINO {precision}"] = {"latency_ms": latency_ms(engine.infer, inputs, repeats),
                                          "throughput": openvino_throughput(paths[precision], inputs, repeats),
-                                         "size_mb": model_size_mb(paths[precision])}
+                                         "size_mb": model_size_mb(paths[precision]),
+                                         **{f"batch_{b}": batch_throughput(engine.infer, inputs, b, repeats)
+                                            for b in BATCH_SIZES}}
     return rows, paths
 
 
@@ -68,6 +79,7 @@ def main() -> None:
 
     import lightning.pytorch as pl
     import torch
+    from bench_report import cpu_name
 
     from otx_anomaly.data import MVTecDataModule
     from otx_anomaly.models import Padim, Stfpm
@@ -76,8 +88,10 @@ def main() -> None:
     calibration = sorted((args.root / args.category / "train" / "good").glob("*.png"))[: args.calibration]
     print(f"{len(images)} images from {args.root / args.category}, batch 1, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); latency is the median of {args.repeats}")
-    print("| model | engine | latency ms | throughput images/s | vs eager | vs OpenVINO FP32 |")
-    print("|---|---|---|---|---|---|")
+    print(f"CPU: {cpu_name()}")
+    print("| model | engine | latency ms | throughput images/s | vs eager | vs OpenVINO FP32 | "
+          + " | ".join(f"batch {b} images/s" for b in BATCH_SIZES) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(BATCH_SIZES))
     for model_class in (Padim, Stfpm):
         pl.seed_everything(0, verbose=False)
         kwargs = {"backbone_weights": args.weights} if args.weights else {"pre_trained": False}
@@ -91,8 +105,9 @@ def main() -> None:
             eager_rate, fp32_rate = rows["eager PyTorch"]["throughput"], rows["OpenVINO FP32"]["throughput"]
             for engine, row in rows.items():
                 rate = row["throughput"]
+                batches = " | ".join(f"{row[f'batch_{b}']:.1f}" if f"batch_{b}" in row else "-" for b in BATCH_SIZES)
                 print(f"| {model_class.__name__} | {engine} | {row['latency_ms']:.1f} | {rate:.1f} | "
-                      f"{rate / eager_rate:.2f} | {rate / fp32_rate:.2f} |")
+                      f"{rate / eager_rate:.2f} | {rate / fp32_rate:.2f} | {batches} |")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ def main() -> None:
     import openvino as ov
 
     from otx_anomaly.data import MVTecDataModule
-    from otx_anomaly.deploy import OpenVINOInferencer, quantize
-    from otx_anomaly.deploy import QuantizationOptions, evaluate, labeled_images
+    from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, evaluate, labeled_images, quantize
     from otx_anomaly.deploy.export import export_model
     from otx_anomaly.models import Padim, Stfpm
 

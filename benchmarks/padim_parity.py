@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from run import cpu_name  # benchmarks/ is the script's folder, first on sys.path
+from bench_report import cpu_name  # benchmarks/ is the script's folder, first on sys.path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")

@@ -1,9 +1,16 @@
-"""The benchmark entry point's quick path runs end to end and writes its report and plots."""
+"""The benchmark entry point's quick path runs end to end and writes its report and plots.
+
+``benchmarks/`` is scripts, not a package: ``run.py`` runs the way a user runs it
+(``python benchmarks/run.py``, its folder first on ``sys.path`` so its sibling modules import), and
+the self-contained ``bench_data.py`` is loaded from its file.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_run():  # noqa: ANN202 - benchmarks/ is scripts, not a package
-    spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
+def _run(*args: str) -> None:
+    """``python benchmarks/run.py ARGS`` from the repository root, as the docs show it."""
+    completed = subprocess.run([sys.executable, "benchmarks/run.py", *args], cwd=ROOT, capture_output=True, text=True,
+                               timeout=1200)
+    assert completed.returncode == 0, f"run.py {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}"
+
+
+def _load_bench_data():  # noqa: ANN202 - imports nothing from benchmarks/, so it loads from its file alone
+    spec = importlib.util.spec_from_file_location("bench_data", ROOT / "benchmarks" / "bench_data.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -21,10 +35,10 @@ def _load_run():  # noqa: ANN202 - benchmarks/ is scripts, not a package
 def test_quick_run_writes_report_and_plots(demo_root, tmp_path):
     """PaDiM on the demo data at 64x64, random weights: ours (three heads, four engines) and anomalib."""
     pytest.importorskip("matplotlib")
-    run = _load_run()
     out = tmp_path / "report"
-    report = run.main(["--quick", "--datasets", str(demo_root), "--category", "demo", "--random-weights",
-                       "--image-size", "64", "--calibration", "8", "--output", str(out)])
+    _run("--quick", "--datasets", str(demo_root), "--category", "demo", "--random-weights", "--image-size", "64",
+         "--calibration", "8", "--output", str(out))
+    report = out / "report.md"
 
     text = report.read_text()
     assert "CPU:" in text and "run.py --quick" in text and "anomalib 2." in text
@@ -43,6 +57,8 @@ def test_quick_run_writes_report_and_plots(demo_root, tmp_path):
         assert f"]({plot})" in text
 
     saved = json.loads((out / "results.json").read_text())
+    # --quick: PaDiM only (the rows below), 40 training and 8 test images per folder, 5 speed images, 2 repeats
+    assert (saved["meta"]["max_train"], saved["meta"]["max_test"], saved["meta"]["repeats"]) == (40, 8, 2)
     results = saved["rows"]
     assert [(row["model"], sorted(row)) for row in results] == [
         ("Padim", ["anomalib", "dataset", "epochs", "model", "ours"])]
@@ -50,6 +66,7 @@ def test_quick_run_writes_report_and_plots(demo_root, tmp_path):
     assert set(ours["metrics"]) == {"classification", "detection", "segmentation"}
     assert {"box_F1Score", "box_AP"} <= set(ours["metrics"]["detection"])
     assert {"pixel_AUROC", "pixel_AUPRO"} <= set(ours["metrics"]["segmentation"])
+    assert ours["speed_images"] == 5
     assert ours["fit_s"] > 0 and ours["peak_mib"] > 100 and theirs["peak_mib"] > 100
     # Same data, seed and feature subset: PaDiM's threshold-free metrics equal anomalib's.
     assert ours["metrics"]["segmentation"]["image_AUROC"] == pytest.approx(
@@ -58,16 +75,14 @@ def test_quick_run_writes_report_and_plots(demo_root, tmp_path):
     # --report-only rewrites the report and plots from results.json without measuring anything.
     report.unlink()
     (out / "speed.png").unlink()
-    assert run.main(["--report-only", "--output", str(out)]) == report
+    _run("--report-only", "--output", str(out))
     assert report.read_text() == text and (out / "speed.png").exists()
 
 
-def test_quick_options_and_subset(demo_root, tmp_path):
-    """--quick narrows the run; the subset keeps masks beside the images it keeps."""
-    run = _load_run()
-    args = run.parse_args(["--quick"])
-    assert args.models == ["Padim"] and args.max_train == 40 and args.max_test == 8
-    subset = run.subset_dataset(demo_root, "demo", tmp_path / "subset", max_train=3, max_test=1)
+def test_subset_and_find_datasets(demo_root, tmp_path):
+    """The subset keeps masks beside the images it keeps, and is found as a dataset."""
+    bench_data = _load_bench_data()
+    subset = bench_data.subset_dataset(demo_root, "demo", tmp_path / "subset", max_train=3, max_test=1)
     category = subset / "demo"
     assert len(list((category / "train" / "good").iterdir())) == 3
     for folder in (category / "test").iterdir():
@@ -75,4 +90,4 @@ def test_quick_options_and_subset(demo_root, tmp_path):
         if folder.name != "good":
             image = next(folder.iterdir())
             assert (category / "ground_truth" / folder.name / f"{image.stem}_mask.png").exists()
-    assert run.find_datasets(tmp_path, ["subset"], None) == [(tmp_path / "subset", "demo")]
+    assert bench_data.find_datasets(tmp_path, ["subset"], None) == [(tmp_path / "subset", "demo")]

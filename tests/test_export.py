@@ -15,6 +15,7 @@ from otx_anomaly.callbacks import OpenVINOExport
 from otx_anomaly.cli import main
 from otx_anomaly.deploy import FIELDS, OpenVINOInferencer, export_model
 from otx_anomaly.errors import ExportError, MetadataError
+from otx_anomaly.io.images import load_image, resize_image
 from otx_anomaly.models import Padim, Stfpm
 from otx_anomaly.tasks import AnomalyTask
 from tests.helpers import SMALL, assert_same_predictions
@@ -46,7 +47,10 @@ def test_metadata_round_trips_through_openvino_alone(padim_checkpoint, tmp_path)
     assert [float(v) for v in info["mean_values"].split()] == pytest.approx([123.675, 116.28, 103.53])
     assert [float(v) for v in info["scale_values"].split()] == pytest.approx([58.395, 57.12, 57.375])
     assert info["reverse_input_channels"] == "True" and info["resize_type"] == "standard"
-    assert info["min_box_area"] == "16" and info["input_range"] == "0-1"
+    assert info["min_box_area"] == "16" and info["input_range"] == "0-255 bgr nhwc u8"
+    assert ov_model.get_rt_info(["model_info", "embedded_processing"]).astype(str) == "True"
+    assert [ov_model.get_rt_info(["model_info", k]).astype(str) for k in ("orig_height", "orig_width")] == ["64", "64"]
+    assert str(ov_model.inputs[0].get_partial_shape()) == "[?,?,?,3]"  # OpenCV frames of any size and batch
     assert info["outputs"] == "pred_score pred_label anomaly_map pred_mask"
     assert [o.get_any_name() for o in ov_model.outputs] == info["outputs"].split()
     assert OpenVINOInferencer(path).metadata["image_threshold"] == stats["image_threshold"]
@@ -77,11 +81,13 @@ def test_onnx_export_carries_the_metadata_and_runs(padim_checkpoint, demo_root, 
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["model_type"] == "AnomalyDetection" and float(props["image_threshold"]) == pytest.approx(
         model.post_processor.statistics()["image_threshold"])
+    assert props["input_range"] == "0-1" and props["embedded_processing"] == "False"  # a plain float tensor
     ir = OpenVINOInferencer(export_model(model, tmp_path / "ir"))
-    tensor, _ = ir.preprocess(demo_root / "demo" / "test" / "stain" / "001.png")
+    image = demo_root / "demo" / "test" / "stain" / "001.png"
+    tensor = np.ascontiguousarray(resize_image(load_image(image), ir.input_size).transpose(2, 0, 1)[None])
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     onnx_score = float(np.asarray(compiled(tensor)[compiled.outputs[0]]).reshape(-1)[0])
-    assert onnx_score == pytest.approx(float(ir.infer(tensor)["pred_score"].reshape(-1)[0]), abs=1e-5)
+    assert onnx_score == pytest.approx(ir.predict(image).pred_score, abs=1e-5)
 
 
 def test_failed_export_leaves_no_partial_model_and_keeps_the_previous(padim_checkpoint, tmp_path, monkeypatch):
@@ -147,3 +153,18 @@ def test_export_command(padim_checkpoint, tmp_path, capsys):
     assert "Exported openvino FP32 model" in capsys.readouterr().out
     assert main(["export", "--ckpt_path", str(tmp_path / "missing.ckpt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_inferencer_runs_lists_in_batches_with_the_answers_of_single_images(padim_checkpoint, demo_root, tmp_path):
+    inferencer = OpenVINOInferencer(export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32"))
+    paths = sorted((demo_root / "demo" / "test").rglob("*.png"))
+    calls = []
+    infer = inferencer.infer
+    inferencer.infer = lambda tensor: calls.append(len(tensor)) or infer(tensor)
+    batched = inferencer.predict(paths, batch_size=4)
+    assert calls == [4] * (len(paths) // 4) + [len(paths) % 4] * bool(len(paths) % 4)  # a request per 4 images
+    assert len(batched) == len(paths)
+    for path, prediction in zip(paths, batched, strict=True):
+        single = inferencer.predict(path)
+        assert prediction.image_path == str(path) and prediction.pred_label == single.pred_label
+        assert prediction.pred_score == pytest.approx(single.pred_score, abs=1e-5)

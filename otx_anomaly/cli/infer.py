@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from jsonargparse import ArgumentParser
 
-from otx_anomaly.errors import DatasetError, UnreadableImageError
+from otx_anomaly.errors import ConfigError, DatasetError, UnreadableImageError
 from otx_anomaly.io.images import open_image
 from otx_anomaly.io.inputs import UnreadableInput, describe_unreadable, nothing_readable, resolve_inputs
 from otx_anomaly.io.layout import mvtec_ground_truth
@@ -37,6 +37,7 @@ def parser() -> ArgumentParser:
     result.add_argument("--output_dir", type=Path, default=Path("predictions"),
                         help="results folder; a previous run's results there are replaced")
     result.add_argument("--device", type=str, default="CPU", help="OpenVINO device")
+    result.add_argument("--batch_size", type=int, default=8, help="images per inference request")
     result.add_class_arguments(OutputOptions, nested_key=None)
     result.add_argument("--ground_truth", type=Literal["none", "mvtec"], default="none",
                         help="mvtec: labels from <category>/test/<good|defect>/ folders and masks from "
@@ -55,6 +56,8 @@ def run(argv: Sequence[str]) -> PredictionRun:
     from otx_anomaly.deploy.inferencer import OpenVINOInferencer
 
     args = parser().parse_args(list(argv))
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1, got {args.batch_size}.")
     output_dir = check_output_dir(args.output_dir).absolute()  # before loading the model: fail at once
     # a glob may reach into the results of an earlier run: they are outputs, not inputs
     paths = [p for p in resolve_inputs(args.input) if not p.absolute().is_relative_to(output_dir)]
@@ -67,18 +70,25 @@ def run(argv: Sequence[str]) -> PredictionRun:
     options = OutputOptions(overlays=args.overlays, report_max_images=args.report_max_images)
     with PredictionOutputs(args.output_dir, info, options,
                            common_folder(paths)) as outputs, Progress(*columns, transient=True) as progress:
-        for path in progress.track(paths, description="Predicting"):
+        batch: list[tuple[Path, np.ndarray]] = []
+        for index, path in enumerate(progress.track(paths, description="Predicting")):
             try:
-                image = np.asarray(open_image(path))
+                batch.append((path, np.asarray(open_image(path))))
             except UnreadableImageError as error:
                 outputs.add_unreadable(UnreadableInput(str(path), describe_unreadable(error)))
-                continue
-            prediction = inferencer.predict(image)
-            prediction.image_path = str(path)
-            truth = mvtec_ground_truth(path) if args.ground_truth == "mvtec" else None
-            outputs.add(prediction, truth, image)
+            if batch and (len(batch) == args.batch_size or index == len(paths) - 1):
+                _add_batch(outputs, inferencer, batch, args.ground_truth)
+                batch = []
         if not outputs.results:
             raise nothing_readable(args.input, outputs.unreadable)
     print_run(outputs.run)
     return outputs.run
 
+
+def _add_batch(outputs: PredictionOutputs, inferencer: Any, batch: list[tuple[Path, np.ndarray]],
+               ground_truth: str) -> None:
+    """Predict decoded images in batches of the same size and write each result."""
+    for (path, image), prediction in zip(batch, inferencer.predict([image for _, image in batch],
+                                                                   batch_size=len(batch)), strict=True):
+        prediction.image_path = str(path)
+        outputs.add(prediction, mvtec_ground_truth(path) if ground_truth == "mvtec" else None, image)

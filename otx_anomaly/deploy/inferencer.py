@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,20 +10,25 @@ import numpy as np
 import openvino as ov
 
 from otx_anomaly.deploy.metadata import read_metadata
-from otx_anomaly.errors import MetadataError
+from otx_anomaly.errors import ConfigError, MetadataError
 from otx_anomaly.heads import AnomalyPrediction, TaskHead
-from otx_anomaly.io.images import load_image, resize_image
+from otx_anomaly.io.images import load_image, load_rgb8, resize_image
 from otx_anomaly.tasks import AnomalyTask
+
+#: What ``predict`` takes: a file or an array (gray, RGB or RGBA).
+Image = str | Path | np.ndarray
 
 
 class OpenVINOInferencer:
-    """Loads ``model.xml`` (with its metadata) and predicts one image at a time.
+    """Loads ``model.xml`` (with its metadata) and predicts images, one by one or in batches.
 
-    Images are read and resized exactly as in training, the graph normalizes and thresholds,
-    and the task head (the same code as the Lightning model's) makes boxes and masks at the
-    image's own size. On CPU the default ``config`` computes in float32 (``INFERENCE_PRECISION_HINT:
-    f32``) so that results match the Lightning model; pass ``config={}`` to let OpenVINO choose
-    (bf16 on CPUs that have it: faster, less exact).
+    Images are decoded as in training; the graph resizes them (Pillow's antialiased bilinear, as in
+    training), normalizes and thresholds, and the task head (the same code as the Lightning model's)
+    makes boxes and masks at each image's own size. Models exported before the pre-processing was
+    embedded take float RGB at the input size; they are resized here instead, with the same result.
+    On CPU the default ``config`` computes in float32 (``INFERENCE_PRECISION_HINT: f32``) so that
+    results match the Lightning model; pass ``config={}`` to let OpenVINO choose (bf16 on CPUs
+    that have it: faster, less exact).
 
     Args:
         model_path: ``model.xml`` written by otx_anomaly's export or ``optimize``.
@@ -36,6 +42,7 @@ class OpenVINOInferencer:
         >>> model = OpenVINOInferencer("results/export/fp32/model.xml")  # doctest: +SKIP
         >>> prediction = model.predict("part.png")  # doctest: +SKIP
         >>> prediction.pred_label, prediction.pred_boxes  # doctest: +SKIP
+        >>> predictions = model.predict(["a.png", "b.png", "c.png"], batch_size=8)  # doctest: +SKIP
     """
 
     def __init__(self, model_path: str | Path, device: str = "CPU", config: dict[str, Any] | None = None) -> None:
@@ -54,42 +61,77 @@ class OpenVINOInferencer:
         self.compiled = core.compile_model(model, device, config)
         self.head = TaskHead(self.metadata["task"], self.metadata["min_box_area"])
         self.input_size = tuple(self.metadata["image_shape"])
+        #: the graph takes uint8 BGR frames of any size (current exports) rather than resized float RGB
+        self.embedded = bool(self.metadata.get("embedded_processing", False))
 
     @property
     def task(self) -> AnomalyTask:
         """What the model predicts."""
         return self.metadata["task"]
 
-    def preprocess(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        """The (1, 3, H, W) input tensor and the image's own (height, width).
+    def preprocess(self, image: Image) -> tuple[np.ndarray, tuple[int, int]]:
+        """The graph's input for one image, with a batch axis, and the image's own (height, width).
 
         Args:
             image: a path or an array (gray, RGB or RGBA).
         """
+        if self.embedded:
+            rgb = load_rgb8(image)
+            return np.ascontiguousarray(rgb[None, :, :, ::-1]), rgb.shape[:2]
         array = load_image(image)
         resized = resize_image(array, self.input_size)
         return np.ascontiguousarray(resized.transpose(2, 0, 1)[None]), array.shape[:2]
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw graph outputs for a preprocessed (N, 3, H, W) tensor, by output name.
+        """Raw graph outputs for an input batch, by output name.
 
         Args:
-            tensor: as :meth:`preprocess` makes it.
+            tensor: one or more :meth:`preprocess` results stacked on the batch axis.
         """
         results = self.compiled(tensor)
         return {output.get_any_name(): results[output] for output in self.compiled.outputs}
 
-    def predict(self, image: str | Path | np.ndarray) -> AnomalyPrediction:
-        """The prediction for one image, at its own size.
+    def predict(self, image: Image | Sequence[Image],
+                batch_size: int = 8) -> AnomalyPrediction | list[AnomalyPrediction]:
+        """The prediction for one image, or for each of a list, at each image's own size.
+
+        A list runs in batches of up to ``batch_size`` images (consecutive images of the same size
+        share a request; PaDiM then reads its Gaussians once per batch).
 
         Args:
-            image: a path or an array (gray, RGB or RGBA).
+            image: a path or an array, or a list of them.
+            batch_size: the most images per inference request.
+
+        Raises:
+            ConfigError: ``batch_size`` is below 1.
         """
-        tensor, size = self.preprocess(image)
-        outputs = self.infer(tensor)
-        return self.head(
-            float(np.asarray(outputs["pred_score"]).reshape(-1)[0]),
-            np.asarray(outputs["anomaly_map"], dtype=np.float32)[0],
-            size,
-            image_path=str(image) if isinstance(image, str | Path) else None,
-        )
+        if isinstance(image, str | Path | np.ndarray):
+            return self._predict_batch([image])[0]
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
+        return [p for batch in _batches(list(image), batch_size, self) for p in self._predict_batch(*batch)]
+
+    def _predict_batch(self, images: Sequence[Image], prepared: list | None = None) -> list[AnomalyPrediction]:
+        prepared = prepared or [self.preprocess(item) for item in images]
+        outputs = self.infer(np.concatenate([tensor for tensor, _ in prepared]))
+        scores = np.asarray(outputs["pred_score"]).reshape(-1)
+        maps = np.asarray(outputs["anomaly_map"], dtype=np.float32).reshape(len(prepared), *self.input_size)
+        return [self.head(float(scores[i]), maps[i], size, image_path=str(item) if isinstance(item, str | Path)
+                          else None) for i, (item, (_, size)) in enumerate(zip(images, prepared, strict=True))]
+
+
+def _batches(images: list[Image], batch_size: int,
+             inferencer: OpenVINOInferencer) -> Iterator[tuple[list[Image], list]]:
+    """Runs of consecutive images of the same input shape, at most ``batch_size`` long, each
+    decoded once."""
+    run: list[Image] = []
+    prepared: list = []
+    for image in images:
+        item = inferencer.preprocess(image)
+        if run and (len(run) == batch_size or item[0].shape != prepared[0][0].shape):
+            yield run, prepared
+            run, prepared = [], []
+        run.append(image)
+        prepared.append(item)
+    if run:
+        yield run, prepared

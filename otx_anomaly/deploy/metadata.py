@@ -1,9 +1,16 @@
 """The metadata embedded in exported models (``rt_info["model_info"]``), readable without torch.
 
-Key names follow OpenVINO Training Extensions and OpenVINO Model API for anomaly models
-(``model_type``, ``task``, ``labels``, ``image_threshold``, ``pixel_threshold``,
-``normalization_scale``, ``image_shape``, ``mean_values``, ``scale_values``), so those tools can read
-our models; the keys after them are ours and make the model runnable with no other file.
+Key names and string formats follow OpenVINO Training Extensions and OpenVINO Model API for
+anomaly models (``model_type``, ``task``, ``labels``, ``image_threshold``, ``pixel_threshold``,
+``normalization_scale``, ``image_shape``, ``mean_values``, ``scale_values``,
+``reverse_input_channels``, ``resize_type``, ``embedded_processing``, ``orig_height``,
+``orig_width``: lists space-separated, booleans ``True``/``False``), so ``Model.create_model`` runs our
+IR as written; the other keys are ours and make the model runnable with no other file.
+
+With ``embedded_processing`` the graph takes OpenCV's frames as they are (uint8, BGR, NHWC, any
+size and batch) and resizes them itself, so Model API applies no pre-processing of its own;
+``mean_values``/``scale_values`` (0-255 units, RGB) and ``reverse_input_channels`` then describe what
+the graph does inside, for tools that read them.
 """
 
 from __future__ import annotations
@@ -36,14 +43,19 @@ FIELDS: dict[str, type] = {
     "pixel_min": float,
     "pixel_max": float,
     "min_box_area": int,
-    "input_range": str,  # "0-1": RGB float in [0, 1], NCHW, resized (PIL bilinear) to image_shape
+    "input_range": str,  # what the graph takes: "0-255 bgr nhwc u8" (embedded pre-processing) or "0-1" (RGB NCHW)
     "outputs": str,  # names of the graph outputs, normalized: "pred_score pred_label anomaly_map pred_mask"
     "otx_anomaly_version": str,
 }
 
 
 #: Written by newer exports and read when present: how the thresholds were chosen.
-OPTIONAL_FIELDS: dict[str, type] = {"threshold_rules": str}
+OPTIONAL_FIELDS: dict[str, type] = {
+    "threshold_rules": str,
+    "embedded_processing": bool,  # the graph resizes and converts colours itself (Model API reads this)
+    "orig_height": int,  # the model's input size inside the graph (Model API's names)
+    "orig_width": int,
+}
 
 
 def _parse(text: str, kind: type) -> Any:

@@ -1,8 +1,10 @@
-"""Latency and throughput of a model at batch 1, measured the same way for every engine (no torch needed).
+"""Latency and throughput of a model, measured the same way for every engine (no torch needed).
 
 Latency is what one camera waiting for each verdict sees: the median, over several passes, of the
 mean time per image. Throughput is what a line with several images in flight gets: OpenVINO's
 ``THROUGHPUT`` hint runs parallel inference requests (streams) over the cores, each on one image.
+Batch throughput is one request of several images at a time (PaDiM reads its Gaussians once per
+batch).
 """
 
 from __future__ import annotations
@@ -36,6 +38,31 @@ def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], repeats: int = 
     return statistics.median(per_image) * 1000.0
 
 
+def batch_throughput(run: Callable[[Any], Any], inputs: Sequence[np.ndarray], batch_size: int,
+                     repeats: int = 5) -> float:
+    """Images per second of ``run`` over ``inputs`` stacked ``batch_size`` at a time (one request per
+    batch); the median over ``repeats`` passes, after a warm-up batch.
+
+    Args:
+        run: takes one stacked batch (an inferencer's ``infer``).
+        inputs: same-shape inputs with a batch axis of 1 (an inferencer's ``preprocess``).
+        batch_size: images per request; ``inputs`` are repeated to fill at least one batch.
+        repeats: passes.
+    """
+    if not inputs or batch_size < 1 or repeats < 1:
+        raise ConfigError("batch_throughput needs inputs, batch_size >= 1 and repeats >= 1.")
+    items = list(inputs) * -(-batch_size // len(inputs))
+    batches = [np.concatenate(items[i:i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
+    run(batches[0])
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            run(batch)
+        rates.append(len(batches) * batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def openvino_throughput(model_path: str | Path, inputs: Sequence[np.ndarray], repeats: int = 5,
                         device: str = "CPU") -> float:
     """Images per second of ``model_path`` with OpenVINO's throughput hint, batch 1 per request;
@@ -61,3 +88,29 @@ def model_size_mb(model_path: str | Path) -> float:
     path = Path(model_path)
     files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
     return sum(f.stat().st_size for f in files if f.exists()) / 1e6
+
+
+#: /proc/cpuinfo flags that decide which kernels OpenVINO runs (INT8 pays off with VNNI or AMX).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_description() -> str:
+    """The CPU's model name and instruction sets, as ``/proc/cpuinfo`` and OpenVINO report them:
+    every speed figure needs it (``AMD EPYC; ISA avx2; OpenVINO FP32 INT8 BIN``)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        capabilities = " ".join(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except RuntimeError:
+        capabilities = "unknown"
+    isa = " ".join(f for f in ISA_FLAGS if f in flags) or "unknown"
+    return f"{name}; ISA {isa}; OpenVINO {capabilities}"

@@ -57,6 +57,19 @@ def displayed_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
+def load_rgb8(image: str | Path | np.ndarray) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from a path or an array (gray, RGB or RGBA; uint8, uint16 or
+    float in [0, 1], rounded), as the exported model's embedded pre-processing takes it (in BGR order).
+
+    Args:
+        image: a file or an array.
+    """
+    if isinstance(image, str | Path):
+        return np.asarray(open_image(image))
+    array = load_image(image)
+    return array if array.dtype == np.uint8 else np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+
+
 def load_image(image: str | Path | np.ndarray) -> np.ndarray:
     """An RGB float32 (H, W, 3) array in [0, 1] from a path or an array (gray, RGB or RGBA;
     uint8, uint16 or float in [0, 1])."""

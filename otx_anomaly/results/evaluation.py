@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from otx_anomaly.io.layout import GroundTruth
 from otx_anomaly.errors import UnreadableImageError
 from otx_anomaly.io.images import open_mask
+from otx_anomaly.io.layout import GroundTruth
 
 
 def binary_auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:

@@ -6,6 +6,7 @@ The layout rules (where normal images, defects and masks live, which files are i
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
@@ -74,3 +75,18 @@ def subset_dataset(root: Path, category: str, target: Path, max_train: int | Non
         if image.mask_path is not None:
             _copy(image.mask_path, root, target)
     return target
+
+
+def dataset_parser(description: str | None, weights_required: bool = False) -> argparse.ArgumentParser:
+    """The options every single-dataset benchmark script takes: ``--root``, ``--category``, ``--weights``.
+
+    Args:
+        description: the script's docstring.
+        weights_required: whether ``--weights`` must be given.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True, help="dataset root in MVTec AD layout")
+    parser.add_argument("--category", required=True)
+    parser.add_argument("--weights", type=Path, required=weights_required, default=None,
+                        help="ImageNet backbone weights (safetensors)")
+    return parser

@@ -13,7 +13,6 @@ throughput is 1 / latency). Ratios are against eager PyTorch and OpenVINO FP32 i
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import warnings
@@ -68,10 +67,9 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--category", required=True)
-    parser.add_argument("--weights", type=Path, default=None)
+    from bench_data import dataset_parser
+
+    parser = dataset_parser(__doc__, weights_required=False)
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration", type=int, default=300, help="INT8 calibration images (train/good)")

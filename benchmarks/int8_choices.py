@@ -12,7 +12,6 @@ test images.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import warnings
@@ -23,10 +22,9 @@ warnings.filterwarnings("ignore")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--category", required=True)
-    parser.add_argument("--weights", type=Path, required=True)
+    from bench_data import dataset_parser
+
+    parser = dataset_parser(__doc__, weights_required=True)
     parser.add_argument("--stfpm-epochs", type=int, default=5)
     args = parser.parse_args()
 

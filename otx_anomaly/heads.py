@@ -93,9 +93,11 @@ def boxes_from_mask(
 class TaskHead:
     """Turns a normalized image score and anomaly map into the task's prediction.
 
-    The map comes at the model's input resolution; the head resizes it (bilinear) to the
-    original image size, thresholds it at 0.5 and, for detection, boxes its components.
-    Normal images get no boxes.
+    The map comes at the model's input resolution. The head thresholds it at 0.5 there and resizes
+    the mask to the original image size the way OpenVINO Model API resizes the exported graph's
+    ``pred_mask`` (OpenCV's bilinear resize of the 0/1 mask), so a deployment through Model API
+    gets the same mask and the same components; for detection it boxes those components. The
+    heatmap (``anomaly_map``) is the map resized bilinearly. Normal images get no boxes.
 
     Args:
         task: what the prediction carries.
@@ -142,7 +144,7 @@ class TaskHead:
         if self.task == AnomalyTask.CLASSIFICATION or anomaly_map is None:
             return prediction
         full_map = resize_map(anomaly_map, original_size)
-        mask = is_anomalous(full_map)
+        mask = resize_mask(is_anomalous(np.asarray(anomaly_map).reshape(anomaly_map.shape[-2:])), original_size)
         if label:
             prediction.pred_boxes, prediction.box_scores = boxes_from_mask(mask, full_map, self.min_box_area)
         else:
@@ -154,6 +156,20 @@ class TaskHead:
             if raw_anomaly_map is not None:
                 prediction.raw_anomaly_map = resize_map(raw_anomaly_map, original_size)
         return prediction
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (h, w) boolean mask at (height, width), as OpenVINO Model API resizes the graph's mask:
+    OpenCV's bilinear resize of the 0/1 mask (a pixel is set where the interpolation rounds to 1).
+
+    Args:
+        mask: the (h, w) mask at the model's input size.
+        size: (height, width) wanted.
+    """
+    height, width = size
+    if mask.shape == (height, width):
+        return mask.astype(bool)
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR) > 0
 
 
 def resize_map(anomaly_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -28,14 +28,19 @@ def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], repeats: int = 
     """Median over ``repeats`` passes of the mean milliseconds per input, after one warm-up call."""
     if not inputs or repeats < 1:
         raise ConfigError("latency_ms needs at least one input and one repeat.")
-    run(inputs[0])
-    per_image = []
+    return _median_pass_s(run, inputs, repeats) / len(inputs) * 1000.0
+
+
+def _median_pass_s(run: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> float:
+    """Median seconds of ``repeats`` passes of ``run`` over ``items``, after one warm-up call."""
+    run(items[0])
+    passes = []
     for _ in range(repeats):
         start = time.perf_counter()
-        for item in inputs:
+        for item in items:
             run(item)
-        per_image.append((time.perf_counter() - start) / len(inputs))
-    return statistics.median(per_image) * 1000.0
+        passes.append(time.perf_counter() - start)
+    return statistics.median(passes)
 
 
 def batch_throughput(run: Callable[[Any], Any], inputs: Sequence[np.ndarray], batch_size: int,
@@ -53,14 +58,7 @@ def batch_throughput(run: Callable[[Any], Any], inputs: Sequence[np.ndarray], ba
         raise ConfigError("batch_throughput needs inputs, batch_size >= 1 and repeats >= 1.")
     items = list(inputs) * -(-batch_size // len(inputs))
     batches = [np.concatenate(items[i:i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
-    run(batches[0])
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in batches:
-            run(batch)
-        rates.append(len(batches) * batch_size / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return len(batches) * batch_size / _median_pass_s(run, batches, repeats)
 
 
 def openvino_throughput(model_path: str | Path, inputs: Sequence[np.ndarray], repeats: int = 5,

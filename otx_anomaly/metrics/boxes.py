@@ -99,6 +99,11 @@ class _BoxMatching(Metric):
         return true_positives, len(matched) - true_positives, self.n_ground_truth - true_positives
 
 
+#: The docstrings' example: one image, two predicted boxes (one matches), two ground-truth boxes.
+_EXAMPLE = {"pred_boxes": [torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])], "box_scores": [torch.tensor([0.9, 0.8])],
+            "gt_boxes": [torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])]}
+
+
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     return numerator / denominator if denominator > 0 else torch.tensor(0.0)
 
@@ -107,9 +112,7 @@ class BoxPrecision(_BoxMatching):
     """Share of predicted boxes that match a ground-truth box (IoU >= 0.5).
 
     >>> metric = BoxPrecision()
-    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])],
-    ...               box_scores=[torch.tensor([0.9, 0.8])],
-    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9]])])
+    >>> metric.update(**_EXAMPLE)  # one image: 2 predicted boxes, 1 matching; 2 defects
     >>> float(metric.compute())
     0.5
     """
@@ -123,8 +126,7 @@ class BoxRecall(_BoxMatching):
     """Share of ground-truth boxes that a predicted box matches (IoU >= 0.5).
 
     >>> metric = BoxRecall()
-    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9]])], box_scores=[torch.tensor([0.9])],
-    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])])
+    >>> metric.update(**_EXAMPLE)  # one image: 2 predicted boxes, 1 matching; 2 defects
     >>> float(metric.compute())
     0.5
     """
@@ -138,9 +140,7 @@ class BoxF1Score(_BoxMatching):
     """Harmonic mean of box precision and box recall.
 
     >>> metric = BoxF1Score()
-    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])],
-    ...               box_scores=[torch.tensor([0.9, 0.8])],
-    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])])
+    >>> metric.update(**_EXAMPLE)  # one image: 2 predicted boxes, 1 matching; 2 defects
     >>> float(metric.compute())
     0.5
     """
@@ -155,9 +155,7 @@ class BoxAP(_BoxMatching):
     with precision made monotone (all-point interpolation, as Pascal VOC since 2010).
 
     >>> metric = BoxAP()
-    >>> metric.update(pred_boxes=[torch.tensor([[0, 0, 9, 9], [50, 50, 59, 59]])],
-    ...               box_scores=[torch.tensor([0.9, 0.8])],
-    ...               gt_boxes=[torch.tensor([[1, 1, 9, 9], [30, 30, 39, 39]])])
+    >>> metric.update(**_EXAMPLE)  # one image: 2 predicted boxes, 1 matching; 2 defects
     >>> float(metric.compute())
     0.5
     """

@@ -65,10 +65,7 @@ class MeanIoU(AnomalibMetric, _BinaryMeanIoU):
 class MeanDice(AnomalibMetric, _BinaryDice):
     """Mean over images of 2 |pred ∩ gt| / (|pred| + |gt|) of the masks (torchmetrics' ``DiceScore``).
 
-    Args:
-        fields: the batch fields holding the predicted and the true mask.
-        prefix: put before the name in the logs (``pixel_``).
-        strict: with ``False``, batches without the fields are skipped.
+    Args: as :class:`MeanIoU`.
 
     Example:
         >>> import torch

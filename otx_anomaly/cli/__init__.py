@@ -39,6 +39,7 @@ COMMANDS = {
 DEPRECATED_FLAGS = {
     "demo": {"--backbone-weights": "--backbone_weights", "--max-epochs": "--max_epochs", "--output": "--output_dir"},
     "export": {"--output": "--output_dir"},
+    "infer": {"--model": "--model_path"},
     "optimize": {"--output": "--output_dir"},
 }
 

@@ -45,10 +45,9 @@ class _BinaryDice(_DiceScore):
 class MeanIoU(AnomalibMetric, _BinaryMeanIoU):
     """Mean over images of |pred ∩ gt| / |pred ∪ gt| of the masks (torchmetrics' ``MeanIoU``).
 
-    Args:
-        fields: the batch fields holding the predicted and the true mask.
-        prefix: put before the name in the logs (``pixel_``).
-        strict: with ``False``, batches without the fields are skipped.
+    Takes anomalib's metric arguments: ``fields`` (the batch fields of the predicted and the true
+    mask), ``prefix`` (before the name in the logs, ``pixel_``) and ``strict`` (``False``: batches
+    without the fields are skipped).
 
     Example:
         >>> import torch
@@ -65,7 +64,7 @@ class MeanIoU(AnomalibMetric, _BinaryMeanIoU):
 class MeanDice(AnomalibMetric, _BinaryDice):
     """Mean over images of 2 |pred ∩ gt| / (|pred| + |gt|) of the masks (torchmetrics' ``DiceScore``).
 
-    Args: as :class:`MeanIoU`.
+    Takes the arguments of :class:`MeanIoU`.
 
     Example:
         >>> import torch

@@ -47,16 +47,6 @@ def open_mask(path: str | Path) -> np.ndarray:
     return np.asarray(image)
 
 
-def displayed_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of the image as :func:`open_image` returns it, from the header alone
-    (EXIF orientations 5 to 8 swap the sides)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-            width, height = height, width
-    return height, width
-
-
 def load_rgb8(image: str | Path | np.ndarray) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from a path or an array (gray, RGB or RGBA; uint8, uint16 or
     float in [0, 1], rounded), as the exported model's embedded pre-processing takes it (in BGR order).

@@ -18,6 +18,10 @@ from otx_anomaly.io.layout import NORMAL_FOLDER, list_images, mvtec_split
 
 MODELS = ("Padim", "Stfpm")
 ANOMALIB_STFPM_WEIGHT_DECAY = 1e-3
+#: the product's (and the STFPM recipes') early-stopping patience on val_loss
+STFPM_PATIENCE = 10
+#: anomalib computes these after normalizing, whose clipping depends on its threshold; ours on raw scores
+RANKING_METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")
 #: The keys of a fit's ``job`` (one JSON object on the child's command line): ``implementation``
 #: (``otx_anomaly`` or ``anomalib``), ``model`` (one of MODELS), ``root`` and ``category`` (the data),
 #: ``tasks``, ``weights`` (a backbone state-dict file or ``None``), ``image_size``, ``seed``, ``epochs``,
@@ -45,6 +49,7 @@ def run_ours(job: dict) -> dict:
         ``speed_images``.
     """
     import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from otx_anomaly.callbacks import DefectTypeReport
     from otx_anomaly.data import MVTecDataModule
@@ -58,17 +63,20 @@ def run_ours(job: dict) -> dict:
     # ratios compare implementations, not hyperparameters
     settings = {"weight_decay": ANOMALIB_STFPM_WEIGHT_DECAY} if job["model"] == "Stfpm" else {}
     model = model_class(task="segmentation", image_size=size, **weights, **settings)
-    data = MVTecDataModule(root=job["root"], category=job["category"], num_workers=0, seed=job["seed"])
+    data = MVTecDataModule(root=job["root"], category=job["category"], num_workers=0, seed=job["seed"])  # defaults
     arguments = dict(model.trainer_arguments)
-    if job["model"] == "Stfpm":
+    callbacks: list = [DefectTypeReport(print_table=False)]
+    if job["model"] == "Stfpm":  # as the STFPM recipes: early stopping on val_loss, the best checkpoint kept
         arguments["max_epochs"] = job["epochs"]
+        callbacks += [EarlyStopping(monitor="val_loss", mode="min", patience=STFPM_PATIENCE),
+                      ModelCheckpoint(monitor="val_loss", mode="min")]
     workdir = Path(job["workdir"])
-    trainer = _quiet_trainer(**arguments, default_root_dir=workdir / "fit",
-                             callbacks=[DefectTypeReport(print_table=False)])
+    trainer = _quiet_trainer(**arguments, default_root_dir=workdir / "fit", callbacks=callbacks)
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
-    result: dict[str, Any] = {"fit_s": time.perf_counter() - start, "peak_mib": _peak_mib(), "metrics": {}}
-    checkpoint = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
+    result: dict[str, Any] = {"fit_s": time.perf_counter() - start, "peak_mib": _peak_mib(), "metrics": {},
+                              "epochs": trainer.current_epoch}
+    checkpoint = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
     for task in job["tasks"]:
         headed = model_class.load_from_checkpoint(checkpoint, task=task)
         tester = _quiet_trainer(default_root_dir=workdir / task, callbacks=[DefectTypeReport(print_table=False)])
@@ -193,10 +201,15 @@ def run_anomalib(job: dict) -> dict:
         load_backbone_weights(extractor, job["weights"])
     engine = Engine(default_root_dir=Path(job["workdir"]) / "anomalib", logger=False, enable_progress_bar=False,
                     enable_model_summary=False, **engine_args)
-    data = MVTecAD(root=job["root"], category=job["category"], num_workers=0)
+    # our default validation (a held-back share of train/good), drawn alike from the same seed
+    data = MVTecAD(root=job["root"], category=job["category"], num_workers=0, seed=job["seed"],
+                   val_split_mode="from_train", val_split_ratio=0.2)
     start = time.perf_counter()
     engine.fit(model=model, datamodule=data)
-    result: dict[str, Any] = {"fit_s": time.perf_counter() - start, "peak_mib": _peak_mib()}
+    result: dict[str, Any] = {"fit_s": time.perf_counter() - start, "peak_mib": _peak_mib(), "epochs": job["epochs"]}
     metrics = engine.test(model=model, datamodule=data, verbose=False)[0]
+    model.post_processor.enable_normalization = False  # the ranking metrics on raw scores, as ours
+    raw = engine.test(model=model, datamodule=data, verbose=False)[0]
+    metrics.update({key: raw[key] for key in RANKING_METRICS if key in raw})
     result["metrics"] = {task: {k: float(v) for k, v in metrics.items()} for task in job["tasks"]}
     return result

@@ -62,3 +62,54 @@ def padim_checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     fit = trainer(tmp_path_factory.mktemp("padim_fit"), **model.trainer_arguments)
     fit.fit(model, datamodule=demo_data(demo_root))
     return fit.checkpoint_callback.best_model_path
+
+
+@pytest.fixture(scope="session")
+def ball_screw_fit(ball_screw_root, weights_path, tmp_path_factory):
+    """``fit(model_class) -> (checkpoint, datamodule)``: PaDiM or STFPM fitted once per session on BSData's
+    normal images (segmentation; STFPM 5 epochs), thresholds from 30% of the test images, which the
+    test split then leaves out. Shared by the export, quantization and Model API checks."""
+    import lightning.pytorch as pl
+
+    from otx_anomaly.data import MVTecDataModule
+    from tests.helpers import BALL_SCREW_FIT, STFPM_EPOCHS, trainer
+
+    fits: dict = {}
+
+    def fit(model_class):
+        if model_class not in fits:
+            pl.seed_everything(0)
+            model = model_class(task="segmentation", backbone_weights=weights_path)
+            data = MVTecDataModule(root=ball_screw_root, category="ball_screw_drive", num_workers=0, **BALL_SCREW_FIT)
+            epochs = {"max_epochs": STFPM_EPOCHS} if model_class.__name__ == "Stfpm" else {}
+            run = trainer(tmp_path_factory.mktemp(f"fit_{model_class.__name__}"), **{**model.trainer_arguments,
+                                                                                    **epochs})
+            run.fit(model, datamodule=data)
+            fits[model_class] = run.checkpoint_callback.best_model_path, data
+        return fits[model_class]
+
+    return fit
+
+
+@pytest.fixture(scope="session")
+def ball_screw_ir(ball_screw_fit, tmp_path_factory):
+    """``ir(model_class, task, precision) -> model.xml``, exported (INT8: quantized with the default
+    options, calibrated on train/good) once per session from :func:`ball_screw_fit`."""
+    from otx_anomaly.deploy import export_model, quantize
+
+    irs: dict = {}
+
+    def ir(model_class, task="segmentation", precision="FP32"):
+        key = (model_class, str(task), precision)
+        if key not in irs:
+            checkpoint, data = ball_screw_fit(model_class)
+            model = model_class.load_from_checkpoint(checkpoint, task=task)
+            folder = tmp_path_factory.mktemp(f"ir_{model_class.__name__}_{task}_{precision}")
+            if precision == "INT8":
+                calibration = list(data.train_data.samples.image_path)
+                irs[key] = quantize(ir(model_class, task, "FP32"), calibration, folder)
+            else:
+                irs[key] = export_model(model, folder, precision=precision)
+        return irs[key]
+
+    return ir

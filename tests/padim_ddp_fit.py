@@ -25,7 +25,8 @@ def main(root: str, output: str, processes: int) -> None:
     trainer = pl.Trainer(**model.trainer_arguments, accelerator="cpu", strategy="ddp", devices=processes,
                          logger=False, enable_progress_bar=False, enable_checkpointing=False,
                          enable_model_summary=False, limit_val_batches=0, default_root_dir=os.path.dirname(output))
-    datamodule = MVTecDataModule(root=root, category="demo", train_batch_size=4, num_workers=0)
+    datamodule = MVTecDataModule(root=root, category="demo", train_batch_size=4, num_workers=0,
+                                 val_split_mode="same_as_test")
     trainer.fit(model, datamodule=datamodule)
     if trainer.is_global_zero:
         gaussian = model.model.gaussian

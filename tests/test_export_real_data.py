@@ -1,5 +1,5 @@
 """OpenVINO parity on real BSData images, for both models and all three tasks (FP32), and the FP16
-tolerances documented in docs/export.md."""
+tolerances documented in docs/export.md. The fits and exports are the session's (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 
-from otx_anomaly.data import MVTecDataModule
 from otx_anomaly.deploy import OpenVINOInferencer
-from otx_anomaly.deploy.export import export_model
 from otx_anomaly.models import Padim, Stfpm
 from otx_anomaly.tasks import AnomalyTask
 from tests.helpers import assert_same_predictions
@@ -22,17 +20,9 @@ FP16_MIN_LABEL_AGREEMENT = 0.97
 FP16_MIN_MEAN_MASK_IOU = 0.97
 
 
-@pytest.fixture(scope="module", params=[Padim, Stfpm], ids=["padim", "stfpm"])
-def checkpoint_and_data(request, ball_screw_root, weights_path, tmp_path_factory):
-    pl.seed_everything(0)
-    model = request.param(task="segmentation", backbone_weights=weights_path)
-    datamodule = MVTecDataModule(root=ball_screw_root, category="ball_screw_drive", num_workers=0,
-                                 val_split_mode="from_test", val_split_ratio=0.5, seed=0)
-    extra = {} if request.param is Padim else {"max_epochs": 2, "limit_train_batches": 2}
-    trainer = pl.Trainer(**{**model.trainer_arguments, **extra}, default_root_dir=tmp_path_factory.mktemp("fit"),
-                         logger=False, enable_progress_bar=False)
-    trainer.fit(model, datamodule=datamodule)
-    return request.param, trainer.checkpoint_callback.best_model_path, datamodule
+@pytest.fixture(params=[Padim, Stfpm], ids=["padim", "stfpm"])
+def model_class(request):
+    return request.param
 
 
 def _lightning_predictions(model, datamodule):
@@ -41,19 +31,19 @@ def _lightning_predictions(model, datamodule):
 
 
 @pytest.mark.parametrize("task", list(AnomalyTask))
-def test_fp32_equals_lightning(task, checkpoint_and_data, tmp_path):
-    model_class, checkpoint, datamodule = checkpoint_and_data
+def test_fp32_equals_lightning(task, model_class, ball_screw_fit, ball_screw_ir):
+    checkpoint, datamodule = ball_screw_fit(model_class)
     model = model_class.load_from_checkpoint(checkpoint, task=task)
     expected = _lightning_predictions(model, datamodule)
-    assert len(expected) == 70
-    assert_same_predictions(expected, OpenVINOInferencer(export_model(model, tmp_path / "fp32")))
+    assert len(expected) == 98  # the test split: 70% of BSData's test images
+    assert_same_predictions(expected, OpenVINOInferencer(ball_screw_ir(model_class, task, "FP32")))
 
 
-def test_fp16_within_documented_tolerances(checkpoint_and_data, tmp_path):
-    model_class, checkpoint, datamodule = checkpoint_and_data
+def test_fp16_within_documented_tolerances(model_class, ball_screw_fit, ball_screw_ir):
+    checkpoint, datamodule = ball_screw_fit(model_class)
     model = model_class.load_from_checkpoint(checkpoint, task="segmentation")
     expected = _lightning_predictions(model, datamodule)
-    inferencer = OpenVINOInferencer(export_model(model, tmp_path / "fp16", precision="FP16"))
+    inferencer = OpenVINOInferencer(ball_screw_ir(model_class, "segmentation", "FP16"))
     got = [inferencer.predict(p.image_path) for p in expected]
     score_diff = max(abs(a.pred_score - b.pred_score) for a, b in zip(got, expected, strict=True))
     agreement = np.mean([a.pred_label == b.pred_label for a, b in zip(got, expected, strict=True)])

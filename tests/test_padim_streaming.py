@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _fit(model, root, **data_args):
     trainer = pl.Trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0, logger=False,
                          enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+    data_args.setdefault("val_split_mode", "same_as_test")  # every training image is counted
     trainer.fit(model, datamodule=MVTecDataModule(root=root, category="demo", train_batch_size=4, num_workers=0,
                                                    **data_args))
     return model

@@ -42,7 +42,8 @@ def trained(demo_root, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("fit")
     data = ["--data.root", str(demo_root), "--data.category", "demo",
-            "--data.init_args.val_split_mode", "from_test", "--data.init_args.seed", "0"]
+            "--data.init_args.val_split_mode", "from_test", "--data.init_args.val_split_ratio", "0.5",
+            "--data.init_args.seed", "0"]
     assert main(["fit", *_common(directory), *data]) == 0
     checkpoint = next(directory.rglob("*.ckpt"))
     model_xml = export_model(Padim.load_from_checkpoint(checkpoint), directory / "export" / "fp32")

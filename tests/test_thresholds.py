@@ -13,18 +13,20 @@ import torch
 from otx_anomaly.callbacks import AdaptiveThreshold, DefectTypeReport
 from otx_anomaly.data import MVTecDataModule
 from otx_anomaly.errors import ConfigError
+from otx_anomaly.metrics import NormalTailThreshold
 from otx_anomaly.models import Padim
 
 SMALL = {"image_size": (64, 64), "pre_trained": False}
 
 
-def _fit(root, tmp_path, callbacks=(), task="segmentation", **data_args):
+def _fit(root, tmp_path, callbacks=(), task="segmentation", val_split_mode="same_as_test", **data_args):
+    """A quick PaDiM fit; validation on the test images (with defects) unless told otherwise."""
     pl.seed_everything(0)
     model = Padim(task=task, **SMALL)
     trainer = pl.Trainer(**model.trainer_arguments, default_root_dir=tmp_path, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks))
     datamodule = MVTecDataModule(root=root, category="demo", train_batch_size=8, eval_batch_size=8,
-                                 num_workers=0, **data_args)
+                                 num_workers=0, val_split_mode=val_split_mode, **data_args)
     trainer.fit(model, datamodule=datamodule)
     return model, trainer, datamodule
 
@@ -45,24 +47,50 @@ def test_adaptive_uses_f1_when_validation_has_defects(demo_root, tmp_path):
     assert stats["image_min"] <= stats["image_threshold"] <= stats["image_max"]
 
 
-def test_normal_only_validation_falls_back_to_a_quantile_and_says_why(demo_root, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING):
+def test_normal_only_validation_fits_the_normal_scores_and_says_so(demo_root, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
         model, trainer, datamodule = _fit(demo_root, tmp_path, val_split_mode="from_train", val_split_ratio=0.25,
                                           seed=1)
     assert (datamodule.val_data.samples.label_index == 0).all()
     rule = _rules(trainer)["image"]
-    assert rule.startswith("0.99 quantile of 4 normal validation scores") and "no anomalous images" in rule
+    assert rule.startswith("robust fit (median and MAD) of 4 normal validation scores for an expected "
+                           "false-positive rate of 0.02") and "no anomalous images" in rule
     assert "no anomalous images" in caplog.text
+    assert model.post_processor.rules["image"] == rule, "the model carries the rule (summary, export metadata)"
+    assert "image_AUROC" not in trainer.callback_metrics, "no AUROC of normal images alone (it would read 0)"
     raw = torch.tensor([float(p.raw_score) for p in _predict(trainer, model, datamodule)])
     assert model.post_processor.statistics()["image_threshold"] > float(raw.min())
 
 
-def test_normal_quantile_is_configurable(demo_root, tmp_path):
-    strict, _, _ = _fit(demo_root, tmp_path / "a", val_split_mode="from_train", val_split_ratio=0.25, seed=1,
-                        callbacks=[AdaptiveThreshold(normal_quantile=1.0)])
-    loose, _, _ = _fit(demo_root, tmp_path / "b", val_split_mode="from_train", val_split_ratio=0.25, seed=1,
-                       callbacks=[AdaptiveThreshold(normal_quantile=0.5)])
-    assert strict.post_processor.statistics()["image_threshold"] > loose.post_processor.statistics()["image_threshold"]
+def test_target_false_positive_rate_is_configurable(demo_root, tmp_path):
+    fits = {rate: _fit(demo_root, tmp_path / str(rate), val_split_mode="from_train", val_split_ratio=0.25, seed=1,
+                       callbacks=[AdaptiveThreshold(target_false_positive_rate=rate)])[0] for rate in (0.01, 0.3)}
+    thresholds = {rate: model.post_processor.statistics()["image_threshold"] for rate, model in fits.items()}
+    assert thresholds[0.01] > thresholds[0.3]
+
+
+def test_normal_quantile_still_works_for_one_release(caplog):
+    with caplog.at_level(logging.WARNING):
+        callback = AdaptiveThreshold(normal_quantile=0.95)
+    assert callback.target_false_positive_rate == pytest.approx(0.05)
+    assert "deprecated" in caplog.text and "target_false_positive_rate=0.05" in caplog.text
+
+
+def test_normal_tail_threshold_hits_its_rate_and_ignores_one_outlier():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(20000, generator=generator, dtype=torch.float64) * 2.0 + 10.0
+    metric = NormalTailThreshold(target_false_positive_rate=0.02)
+    metric.update(scores)
+    threshold = float(metric.compute())
+    assert float((scores > threshold).double().mean()) == pytest.approx(0.02, abs=0.003)
+    few = scores[:20]
+    metric.reset()
+    metric.update(torch.cat([few, torch.tensor([1e3], dtype=torch.float64)]))
+    with_outlier = float(metric.compute())
+    metric.reset()
+    metric.update(few)
+    assert with_outlier == pytest.approx(float(metric.compute()), rel=0.05), "one unusual normal image barely moves it"
+    assert with_outlier < 1e3
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +132,8 @@ def test_manual_normalized_threshold_is_a_point_on_the_adaptive_scale(raw_scores
         ({"mode": "manual"}, "needs image_threshold and/or pixel_threshold"),
         ({"image_threshold": 0.3}, "set mode: manual"),
         ({"mode": "fixed"}, "'adaptive' or 'manual'"),
-        ({"normal_quantile": 0.0}, r"normal_quantile must lie in \(0, 1\]"),
+        ({"target_false_positive_rate": 0.0}, r"target_false_positive_rate must lie in \(0, 0.5\)"),
+        ({"target_false_positive_rate": 0.5}, r"target_false_positive_rate must lie in \(0, 0.5\)"),
         ({"mode": "manual", "image_threshold": float("nan"), "units": "raw"}, "finite"),
     ],
 )
@@ -167,3 +196,27 @@ def test_normal_only_validation_is_not_degenerate_on_magnetic_tiles(magnetic_til
     assert good["images"] == 48 and good["flagged_rate"] < 0.2, good
     assert 0.0 < metrics["image_F1Score"] <= 1.0
     assert len(report.rows) == 6  # good and five defect types
+
+
+@pytest.mark.slow
+def test_normal_only_threshold_is_near_the_best_reachable_on_unseen_normal_images(ball_screw_root, weights_path,
+                                                                                   tmp_path, monkeypatch):
+    """The factory case, by ``benchmarks/normal_only.py``'s own protocol: PaDiM validated on half of
+    BSData's test/good only; on the other half and every defect, the chosen threshold's image F1 is at
+    least 0.9 of the best F1 any threshold reaches at FPR <= 0.1, with FPR <= 0.15."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("normal_only", None)
+    import normal_only
+
+    args = argparse.Namespace(seed=0, weights=weights_path, image_size=256, max_epochs=1, workdir=tmp_path)
+    fit = normal_only.fit_and_score(ball_screw_root, "ball_screw_drive", "Padim", args)
+    assert len(fit["val"]) == 20 and "robust fit" in fit["rule"]
+    judged = normal_only.judge(fit, with_candidates=False)
+    f1, fpr = judged["rules"]["library"]
+    print(f"library rule: F1 {f1:.3f}, FPR {fpr:.3f}; best F1 at FPR<=0.1 {judged['best_f1']:.3f}; "
+          f"old rule {judged['rules']['old']}")
+    assert f1 >= 0.9 * judged["best_f1"] and fpr <= 0.15

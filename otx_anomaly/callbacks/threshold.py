@@ -12,6 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
 from otx_anomaly.errors import ConfigError
+from otx_anomaly.metrics.normal_threshold import NormalTailThreshold
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +22,10 @@ class AdaptiveThreshold(Callback):
 
     ``mode="adaptive"``: the image threshold maximizes F1 on the validation images, the pixel
     threshold F1 on the validation pixels (anomalib's ``F1AdaptiveThreshold``). Without anomalous
-    validation images (the usual case in a factory) the image threshold is the
-    ``normal_quantile`` quantile of the normal validation scores; without masks the pixel
+    validation images (the usual case in a factory) the image threshold is where a share
+    ``target_false_positive_rate`` of normal images is expected above it, from a robust fit of the
+    normal validation scores (:class:`~otx_anomaly.metrics.NormalTailThreshold`; the rule names the
+    number of scores and how many of them it flags); without masks the pixel
     threshold equals the image threshold (image scores are the maxima of the maps, so the units
     agree). The log says which rule was used and why.
 
@@ -41,11 +44,13 @@ class AdaptiveThreshold(Callback):
 
     Args:
         mode: ``adaptive`` (chosen from the validation images) or ``manual``.
-        normal_quantile: with normal-only validation, the quantile of their scores that becomes
-            the image threshold.
+        target_false_positive_rate: with normal-only validation, the share of normal images the
+            image threshold is expected to flag (0.02: "at most 1 good part in 50").
         image_threshold: the manual image threshold (``mode="manual"``).
         pixel_threshold: the manual pixel threshold (``mode="manual"``).
         units: ``raw`` or ``normalized`` (see above) for the manual thresholds.
+        normal_quantile: deprecated (the empirical quantile it chose was the maximum for small
+            validation sets); read as ``target_false_positive_rate = 1 - normal_quantile``.
 
     Raises:
         ConfigError: an option is out of range, or thresholds are given without ``mode="manual"``.
@@ -58,17 +63,21 @@ class AdaptiveThreshold(Callback):
     def __init__(
         self,
         mode: Literal["adaptive", "manual"] = "adaptive",
-        normal_quantile: float = 0.99,
+        target_false_positive_rate: float = 0.02,
         image_threshold: float | None = None,
         pixel_threshold: float | None = None,
         units: Literal["raw", "normalized"] = "normalized",
+        normal_quantile: float | None = None,
     ) -> None:
         if mode not in ("adaptive", "manual"):
             raise ConfigError(f"AdaptiveThreshold mode must be 'adaptive' or 'manual', got {mode!r}.")
         if units not in ("raw", "normalized"):
             raise ConfigError(f"AdaptiveThreshold units must be 'raw' or 'normalized', got {units!r}.")
-        if not 0.0 < normal_quantile <= 1.0:
-            raise ConfigError(f"normal_quantile must lie in (0, 1], got {normal_quantile}.")
+        if normal_quantile is not None:
+            logger.warning("AdaptiveThreshold: normal_quantile is deprecated and will be removed in the next release; "
+                           "use target_false_positive_rate=%g (read as such now).", 1 - normal_quantile)
+            target_false_positive_rate = 1.0 - normal_quantile
+        self._normal_tail = NormalTailThreshold(target_false_positive_rate)  # validates the rate
         given = {"image_threshold": image_threshold, "pixel_threshold": pixel_threshold}
         if mode == "adaptive" and any(v is not None for v in given.values()):
             raise ConfigError("Thresholds were given with mode 'adaptive'; set mode: manual to use them.")
@@ -81,7 +90,7 @@ class AdaptiveThreshold(Callback):
                 raise ConfigError(f"{name} must be a finite number, got {value}.")
             if units == "normalized" and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name}={value} is in normalized units, which lie in [0, 1] (0.5 = adaptive).")
-        self.mode, self.units, self.normal_quantile = mode, units, normal_quantile
+        self.mode, self.units, self.target_false_positive_rate = mode, units, target_false_positive_rate
         self.image_threshold, self.pixel_threshold = image_threshold, pixel_threshold
         self.rules: dict[str, str] = {}
         self._reset()
@@ -147,10 +156,14 @@ class AdaptiveThreshold(Callback):
             rule = f"F1-optimal on {n_normal} normal and {n_anomalous} anomalous validation images"
             return float(self._image_f1.compute()), rule
         if not n_anomalous:
-            value = float(torch.quantile(scores.double(), self.normal_quantile))
-            rule = (f"{self.normal_quantile:g} quantile of {n_normal} normal validation scores, because the "
-                    "validation set has no anomalous images")
-            logger.warning("Image threshold: %s.", rule)
+            self._normal_tail.reset()
+            self._normal_tail.update(scores)
+            value = float(self._normal_tail.compute())
+            flagged = int((scores > value).sum())
+            rule = (f"robust fit (median and MAD) of {n_normal} normal validation scores for an expected "
+                    f"false-positive rate of {self.target_false_positive_rate:g} ({flagged} of the {n_normal} above "
+                    "it), because the validation set has no anomalous images")
+            logger.info("Image threshold: %s.", rule)
             return value, rule
         rule = f"lowest of {n_anomalous} anomalous validation scores, because the validation set has no normal images"
         logger.warning("Image threshold: %s.", rule)

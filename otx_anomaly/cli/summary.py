@@ -17,6 +17,28 @@ if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
 
+#: where each of anomalib's ``val_split_mode`` takes the validation images from, in words
+VALIDATION_SOURCES = {
+    "from_train": "held back from train/good (never trained on)",
+    "from_test": "a share of the test images, kept out of the test",
+    "same_as_test": "the test images themselves: test metrics are optimistic",
+    "synthetic": "held back from train/good, with anomalib's synthetic defects",
+    "from_dir": "the dataset's own validation folder",
+}
+
+
+def _validation_rows(trainer: Trainer) -> list[tuple[str, str]]:
+    data = getattr(trainer, "datamodule", None)
+    val_data = getattr(data, "val_data", None)
+    if val_data is None:
+        return []
+    mode = str(getattr(getattr(data, "val_split_mode", None), "value", getattr(data, "val_split_mode", "")))
+    labels = val_data.samples.label_index.astype(int)
+    source = VALIDATION_SOURCES.get(mode, mode)
+    return [("validation images", f"{len(labels)} ({int((labels == 0).sum())} normal, {int((labels == 1).sum())} "
+                                  f"anomalous): {source} [val_split_mode {mode}]")]
+
+
 def _threshold_rows(trainer: Trainer) -> list[tuple[str, str]]:
     post = getattr(trainer.lightning_module, "post_processor", None)
     rules = getattr(post, "rules", {})
@@ -45,7 +67,7 @@ def print_fit_summary(trainer: Trainer) -> None:
     path = best or last
     for key, value in sorted(trainer.callback_metrics.items()):
         table.add_row(key, f"{float(value):.4f}")
-    for row in _threshold_rows(trainer):
+    for row in _validation_rows(trainer) + _threshold_rows(trainer):
         table.add_row(*row)
     CONSOLE.print(table)
     CONSOLE.print(f"checkpoint: {path or '(none saved)'}", soft_wrap=True)

@@ -74,8 +74,8 @@ class _FolderDataModule(AnomalibDataModule):
         train_batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 4,
-        val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
-        val_split_ratio: float = 0.5,
+        val_split_mode: ValSplitMode | str = ValSplitMode.FROM_TRAIN,
+        val_split_ratio: float = 0.2,
         test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
         test_split_ratio: float = 0.2,
         train_augmentations: Transform | None = None,
@@ -215,9 +215,14 @@ class MVTecDataModule(_FolderDataModule):
     ``ground_truth/<defect>/<stem>_mask.png``. Without ``ground_truth/`` the data is
     classification-only. Images are resized to the model's ``image_size`` in the data loaders.
 
-    Validation (thresholds, normalization, early stopping) follows ``val_split_mode``:
-    ``same_as_test`` (anomalib's default), ``from_test`` (a ``val_split_ratio`` share of the test
-    images, kept out of the test), ``from_train`` (normal images only), or ``synthetic``.
+    Validation (thresholds, normalization, early stopping) follows ``val_split_mode``. The default,
+    ``from_train``, holds back a ``val_split_ratio`` share (0.2) of ``train/good``: normal images
+    only, none of them seen in training, and no test image decides anything in ``fit``. The other
+    modes are anomalib's: ``from_test`` (a ``val_split_ratio`` share of the test images, kept out of
+    the test), ``synthetic`` (the held-back normal images with anomalib's synthetic defects) and
+    ``same_as_test`` (anomalib's default; validation *is* the test set, so thresholds and early
+    stopping are tuned on it and test metrics are optimistic: use it only to compare with anomalib).
+    ``seed`` fixes the split (``None``: the seed of ``seed_everything``).
     """
 
     layout = "MVTec AD"

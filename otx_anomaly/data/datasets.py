@@ -36,18 +36,24 @@ class AnomalyImageItem(ImageItem):
     gt_boxes: torch.Tensor | None = None
     pred_boxes: torch.Tensor | None = None
     box_scores: torch.Tensor | None = None
+    raw_pred_score: torch.Tensor | None = None
+    raw_anomaly_map: torch.Tensor | None = None
 
 
 @dataclass
 class AnomalyImageBatch(ImageBatch):
     """anomalib's ``ImageBatch`` plus ``original_size`` (B, 2), ``gt_boxes`` (one (N, 4) tensor per
-    image), and the boxes the detection head predicts (``pred_boxes``, ``box_scores``)."""
+    image), the boxes the detection head predicts (``pred_boxes``, ``box_scores``), and in ``test``
+    the scores and maps before normalization (``raw_pred_score``, ``raw_anomaly_map``), on which the
+    ranking metrics are computed."""
 
     item_class = AnomalyImageItem
     original_size: torch.Tensor | None = None
     gt_boxes: list[torch.Tensor] | None = None
     pred_boxes: list[torch.Tensor] | None = None
     box_scores: list[torch.Tensor] | None = None
+    raw_pred_score: torch.Tensor | None = None
+    raw_anomaly_map: torch.Tensor | None = None
 
     @classmethod
     def collate(cls, items: list[AnomalyImageItem]) -> AnomalyImageBatch:

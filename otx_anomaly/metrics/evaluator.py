@@ -1,13 +1,17 @@
 """The metrics each task is judged by, as an anomalib ``Evaluator``.
 
 Validation metrics do not depend on the threshold (it is chosen from the validation results):
-they drive early stopping and checkpointing. Test metrics include those at the threshold.
-Pixel metrics skip batches without masks.
+they drive early stopping and checkpointing. Test metrics include those at the threshold; test
+AUROC and AUPRO read the raw scores, so they too are independent of the threshold and equal
+validation's on the same images (anomalib computes them after normalization, whose clipping ties
+the images beyond the validation range). Pixel metrics skip batches without masks.
 """
 
 from __future__ import annotations
 
+import torch
 from anomalib.metrics import AUPRO, AUROC, AnomalibMetric, Evaluator, F1Score
+from lightning.pytorch import LightningModule, Trainer
 from torchmetrics.classification import BinaryAccuracy, BinaryPrecision, BinaryRecall
 
 from otx_anomaly.metrics.boxes import BOX_METRICS, batch_box_metric
@@ -27,12 +31,35 @@ class Recall(AnomalibMetric, BinaryRecall):
     """Share of anomalous images that are flagged."""
 
 
-def _image_auroc() -> AUROC:
-    return AUROC(fields=["pred_score", "gt_label"], prefix="image_")
+def _has_both_classes(metric: AnomalibMetric) -> bool:
+    """Whether a ranking metric saw normal and anomalous targets (AUROC means nothing otherwise)."""
+    targets = getattr(metric, "target", None)
+    if not targets:
+        return False
+    target = torch.cat([t.reshape(-1) for t in targets]) if isinstance(targets, list) else targets.reshape(-1)
+    return bool((target == 0).any() and (target == 1).any())
 
 
-def _pixel_auroc() -> AUROC:
-    return AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False)
+class TaskEvaluator(Evaluator):
+    """anomalib's ``Evaluator``, except that validation ranking metrics are not logged when the
+    validation images hold one class only (normal-only validation, the factory case): an AUROC of
+    normal images alone would show as 0 in the log and the fit summary."""
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Log the validation metrics that are defined on these images."""
+        for metric in self.val_metrics:
+            if _has_both_classes(metric):
+                self.log(metric.name, metric)
+            else:
+                metric.reset()
+
+
+def _image_auroc(score: str = "pred_score") -> AUROC:
+    return AUROC(fields=[score, "gt_label"], prefix="image_")
+
+
+def _pixel_auroc(anomaly_map: str = "anomaly_map") -> AUROC:
+    return AUROC(fields=[anomaly_map, "gt_mask"], prefix="pixel_", strict=False)
 
 
 def task_evaluator(task: AnomalyTask) -> Evaluator:
@@ -46,8 +73,9 @@ def task_evaluator(task: AnomalyTask) -> Evaluator:
     """
     labels = ["pred_label", "gt_label"]
     val = [_image_auroc()]
+    # test batches are normalized and clipped: ranking metrics read the raw values (see AnomalyTaskMixin.test_step)
     test = [
-        _image_auroc(),
+        _image_auroc("raw_pred_score"),
         F1Score(fields=labels, prefix="image_"),
         Accuracy(fields=labels, prefix="image_"),
         Precision(fields=labels, prefix="image_"),
@@ -58,12 +86,12 @@ def task_evaluator(task: AnomalyTask) -> Evaluator:
     if task == AnomalyTask.SEGMENTATION:
         masks = ["pred_mask", "gt_mask"]
         test += [
-            _pixel_auroc(),
+            _pixel_auroc("raw_anomaly_map"),
             F1Score(fields=masks, prefix="pixel_", strict=False),
-            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+            AUPRO(fields=["raw_anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
             MeanIoU(fields=masks, prefix="pixel_", strict=False),
             MeanDice(fields=masks, prefix="pixel_", strict=False),
         ]
     if task == AnomalyTask.DETECTION:
         test += [batch_box_metric(metric) for metric in BOX_METRICS]
-    return Evaluator(val_metrics=val, test_metrics=test)
+    return TaskEvaluator(val_metrics=val, test_metrics=test)

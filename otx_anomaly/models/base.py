@@ -52,7 +52,7 @@ def _drop_metric_states(checkpoint: dict[str, Any]) -> None:
     for key in [k for k in state if k.startswith("evaluator.")]:
         del state[key]
     callbacks = checkpoint.get("callbacks", {})
-    for key in [k for k in callbacks if str(k).startswith("Evaluator")]:
+    for key in [k for k in callbacks if str(k).startswith(("Evaluator", "TaskEvaluator"))]:
         del callbacks[key]
 
 
@@ -96,10 +96,18 @@ class AnomalyTaskMixin:
         return callbacks
 
     def test_step(self, batch: Batch, batch_idx: int, *args, **kwargs) -> Batch:
-        """anomalib's step, post-processed; labels, masks and (detection) boxes are the head's."""
+        """anomalib's step, post-processed; labels, masks and (detection) boxes are the head's.
+
+        The raw scores and maps are kept beside the normalized ones (``raw_pred_score``,
+        ``raw_anomaly_map``): normalization clips to [0, 1] around the threshold, which ties the
+        images beyond the validation range, so AUROC and AUPRO are computed on the raw values and
+        do not depend on the threshold (they equal validation's on the same images).
+        """
         batch = super().test_step(batch, batch_idx, *args, **kwargs)
         if self.post_processor is None:
             return batch
+        batch.raw_pred_score = batch.pred_score.detach().clone()
+        batch.raw_anomaly_map = None if batch.anomaly_map is None else batch.anomaly_map.detach().clone()
         self.post_processor.post_process_batch(batch)
         scores = batch.pred_score.detach().float().cpu().reshape(-1).numpy()
         batch.pred_label = torch.from_numpy(is_anomalous(scores)).to(batch.pred_score.device)

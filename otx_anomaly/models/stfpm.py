@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from anomalib.data import Batch
+from anomalib.data.dataclasses.torch import InferenceBatch
 from anomalib.models import Stfpm as AnomalibStfpm
 from anomalib.models.components import TimmFeatureExtractor
 from anomalib.models.image.stfpm.anomaly_map import AnomalyMapGenerator
@@ -87,6 +89,25 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         self.head = TaskHead(task, min_box_area)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         init_backbone(self.model.teacher_model, pre_trained, backbone_weights)
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> Batch:
+        """anomalib's step plus ``val_loss``: the training loss (student-teacher MSE) on the normal
+        validation images, per image, so that early stopping and checkpoint selection need no
+        defect. Both networks run once; the anomaly map is anomalib's."""
+        del args, kwargs
+        teacher = self.model.teacher_model(batch.image)
+        student = self.model.student_model(batch.image)
+        normal = torch.ones(len(batch.image), dtype=torch.bool, device=batch.image.device)
+        if batch.gt_label is not None:
+            normal = batch.gt_label.reshape(-1) == 0
+        count = int(normal.sum())
+        if count:  # anomalib's loss sums over the images: divided by their number, batches weigh alike
+            loss = self.loss({k: v[normal] for k, v in teacher.items()}, {k: v[normal] for k, v in student.items()})
+            self.log("val_loss", loss / count, on_step=False, on_epoch=True, batch_size=count, prog_bar=True)
+        anomaly_map = self.model.anomaly_map_generator(teacher_features=teacher, student_features=student,
+                                                       image_size=batch.image.shape[-2:])
+        predictions = InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
+        return batch.update(**predictions._asdict())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(

@@ -7,12 +7,14 @@ image threshold is judged on the other half of ``test/good`` plus every defect:
 
 - ``old``: the 0.99 quantile of the normal validation scores (the rule before this benchmark);
 - ``anomalib``: the maximum normal validation score (anomalib's rule without defects);
-- ``library``: the threshold the library's ``AdaptiveThreshold`` chose in the fit (its defaults);
+- ``library``: the library's normal-only rule at its default rate (``AdaptiveThreshold``'s choice in
+  the fit, checked to be the same; with ``--scores``, today's rule on the stored scores);
 - ``best F1 @ FPR<=0.1``: the best image F1 any threshold reaches with at most 10% false positives,
   computed on the test images themselves: the yardstick, not a rule.
 
 ``--candidates`` adds the other rules measured while choosing the library's (empirical quantile,
-Gaussian and robust fits at several target rates), computed from the same scores.
+Gaussian fit, robust fits on raw, square-rooted and log scores, at several target rates), computed
+from the same scores.
 
     python benchmarks/normal_only.py --weights ../shared/weights/resnet18_tv_in1k_layer1-3.safetensors
 """
@@ -123,8 +125,12 @@ def candidate_rules(val: np.ndarray) -> dict[str, float]:
     logs = np.log(np.maximum(val, 1e-12))
     log_median = np.median(logs)
     log_mad = 1.4826 * np.median(np.abs(logs - log_median))
+    roots = np.sqrt(np.maximum(val, 0))
+    root_median = np.median(roots)
+    root_mad = 1.4826 * np.median(np.abs(roots - root_median))
     for rate in (0.01, 0.02, 0.05):
         z = stats.norm.ppf(1 - rate)
+        rules[f"sqrt median+MAD z({rate:g})"] = float((root_median + z * root_mad) ** 2)
         rules[f"quantile {1 - rate:g}"] = float(np.quantile(val, 1 - rate))
         rules[f"gauss z({rate:g})"] = float(val.mean() + z * val.std(ddof=1))
         rules[f"median+MAD z({rate:g})"] = float(median + z * mad)
@@ -132,10 +138,22 @@ def candidate_rules(val: np.ndarray) -> dict[str, float]:
     return rules
 
 
+def library_threshold(val: np.ndarray) -> float:
+    """The library's rule at its default rate, from the validation scores alone (what ``AdaptiveThreshold``
+    computes in fit; with ``--scores`` of an older run, today's rule on that run's scores)."""
+    import torch
+
+    from otx_anomaly.metrics import NormalTailThreshold
+
+    metric = NormalTailThreshold()
+    metric.update(torch.from_numpy(val))
+    return float(metric.compute())
+
+
 def judge(fit: dict, with_candidates: bool) -> dict:
     """F1 and FPR on the test images for each rule, and the yardstick."""
     val, test, labels = np.array(fit["val"]), np.array(fit["test"]), np.array(fit["test_labels"])
-    rules = {"old": float(np.quantile(val, 0.99)), "anomalib": float(val.max()), "library": fit["threshold"]}
+    rules = {"old": float(np.quantile(val, 0.99)), "anomalib": float(val.max()), "library": library_threshold(val)}
     if with_candidates:
         rules.update(candidate_rules(val))
     judged = {name: f1_and_fpr(test, labels, value) for name, value in rules.items()}
@@ -165,7 +183,10 @@ def main() -> None:
         fits = []
         for root, category in find_datasets(args.data_dir, args.datasets, None):
             for name in args.models:
-                fits.append(fit_and_score(root, category, name, args))
+                fit = fit_and_score(root, category, name, args)
+                if abs(fit["threshold"] - library_threshold(np.array(fit["val"]))) > 1e-4 * abs(fit["threshold"]):
+                    raise SystemExit(f"{name} on {category}: the fit's threshold {fit['threshold']} is not the rule's")
+                fits.append(fit)
                 scores_file.write_text(json.dumps(fits))  # after each fit: an interrupted run keeps its scores
     print(f"CPU: {cpu_name()}; normal-only validation = half of test/good (seed {args.seed}), "
           f"{args.image_size}x{args.image_size}")

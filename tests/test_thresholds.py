@@ -53,8 +53,8 @@ def test_normal_only_validation_fits_the_normal_scores_and_says_so(demo_root, tm
                                           seed=1)
     assert (datamodule.val_data.samples.label_index == 0).all()
     rule = _rules(trainer)["image"]
-    assert rule.startswith("robust fit (median and MAD) of 4 normal validation scores for an expected "
-                           "false-positive rate of 0.02") and "no anomalous images" in rule
+    assert rule.startswith("robust fit (median and MAD of the square roots) of 4 normal validation scores for "
+                           "an expected false-positive rate of 0.02") and "no anomalous images" in rule
     assert "no anomalous images" in caplog.text
     assert model.post_processor.rules["image"] == rule, "the model carries the rule (summary, export metadata)"
     assert "image_AUROC" not in trainer.callback_metrics, "no AUROC of normal images alone (it would read 0)"
@@ -78,7 +78,7 @@ def test_normal_quantile_still_works_for_one_release(caplog):
 
 def test_normal_tail_threshold_hits_its_rate_and_ignores_one_outlier():
     generator = torch.Generator().manual_seed(0)
-    scores = torch.randn(20000, generator=generator, dtype=torch.float64) * 2.0 + 10.0
+    scores = (torch.randn(20000, generator=generator, dtype=torch.float64) * 0.2 + 3.0).square()  # normal roots
     metric = NormalTailThreshold(target_false_positive_rate=0.02)
     metric.update(scores)
     threshold = float(metric.compute())

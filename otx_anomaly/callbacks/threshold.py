@@ -160,9 +160,9 @@ class AdaptiveThreshold(Callback):
             self._normal_tail.update(scores)
             value = float(self._normal_tail.compute())
             flagged = int((scores > value).sum())
-            rule = (f"robust fit (median and MAD) of {n_normal} normal validation scores for an expected "
-                    f"false-positive rate of {self.target_false_positive_rate:g} ({flagged} of the {n_normal} above "
-                    "it), because the validation set has no anomalous images")
+            rule = (f"robust fit (median and MAD of the square roots) of {n_normal} normal validation scores "
+                    f"for an expected false-positive rate of {self.target_false_positive_rate:g} ({flagged} of "
+                    f"the {n_normal} above it), because the validation set has no anomalous images")
             logger.info("Image threshold: %s.", rule)
             return value, rule
         rule = f"lowest of {n_anomalous} anomalous validation scores, because the validation set has no normal images"

@@ -41,7 +41,7 @@ def test_predict_writes_tests_scores_and_infer_gives_the_same_labels(ball_screw_
     # 128x128 keeps the fit short and the model still separates pitting well
     args = ["--config", str(RECIPE), "--data.root", str(ball_screw_root), "--data.category", CATEGORY,
             "--data.init_args.num_workers", "0", "--data.init_args.val_split_mode", "from_test",
-            "--data.init_args.seed", "0", "--model.init_args.backbone_weights", str(weights_path),
+            "--data.init_args.val_split_ratio", "0.5", "--data.init_args.seed", "0", "--model.init_args.backbone_weights", str(weights_path),
             "--model.init_args.image_size", "[128, 128]", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     cli = OTXAnomalyCLI(args=args, run=False)

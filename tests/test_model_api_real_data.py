@@ -76,8 +76,10 @@ def test_model_api_runs_our_ir_unchanged_and_agrees(model_class, task, precision
         assert (result.pred_label == "True") == mine.pred_label, path
         assert result.pred_score == pytest.approx(mine.pred_score, abs=1e-4), path
         if precision in LIGHTNING_TOLERANCE:
-            assert mine.pred_score == pytest.approx(reference.pred_score, abs=LIGHTNING_TOLERANCE[precision]), path
-            assert mine.pred_label == reference.pred_label, path
+            tolerance = LIGHTNING_TOLERANCE[precision]
+            assert mine.pred_score == pytest.approx(reference.pred_score, abs=tolerance), path
+            if abs(reference.pred_score - 0.5) > tolerance:  # within the tolerance of the threshold a label may flip
+                assert mine.pred_label == reference.pred_label, path
         assert result.pred_mask.shape == (cv2.imread(str(path)).shape[:2])
         if task == AnomalyTask.SEGMENTATION:
             assert _mask_iou(result.pred_mask > 0, mine.pred_mask) >= 0.95, path  # measured: identical

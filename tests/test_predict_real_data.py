@@ -41,7 +41,8 @@ def test_predict_writes_tests_scores_and_infer_gives_the_same_labels(ball_screw_
     # 128x128 keeps the fit short and the model still separates pitting well
     args = ["--config", str(RECIPE), "--data.root", str(ball_screw_root), "--data.category", CATEGORY,
             "--data.init_args.num_workers", "0", "--data.init_args.val_split_mode", "from_test",
-            "--data.init_args.val_split_ratio", "0.5", "--data.init_args.seed", "0", "--model.init_args.backbone_weights", str(weights_path),
+            "--data.init_args.val_split_ratio", "0.5", "--data.init_args.seed", "0",
+            "--model.init_args.backbone_weights", str(weights_path),
             "--model.init_args.image_size", "[128, 128]", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     cli = OTXAnomalyCLI(args=args, run=False)
@@ -61,7 +62,9 @@ def test_predict_writes_tests_scores_and_infer_gives_the_same_labels(ball_screw_
         assert record["score"] == pytest.approx(score, abs=1e-6), record["image_path"]
         assert (record["label"] == "anomalous") == label, record["image_path"]
     summary = json.loads((tmp_path / "lightning" / "summary.json").read_text())["metrics"]
-    assert summary["image_AUROC"] == pytest.approx(metrics["image_AUROC"], abs=1e-6)
+    # both rank raw scores; test and predict batch the images differently, and float rounding (~1e-6) can
+    # order one near-tied pair the other way: 0.0005 (half of one of 1000 pairs) measured on these images
+    assert summary["image_AUROC"] == pytest.approx(metrics["image_AUROC"], abs=1e-3)
     assert summary["image_F1Score"] == pytest.approx(metrics["image_F1Score"], abs=1e-6)
     assert summary["pixel_F1Score"] is not None, "masks of the test split reach the report"
 

@@ -67,13 +67,19 @@ def test_recipe_fits_tests_and_predicts(recipe, ball_screw_root, weights_path, t
     ]
     if recipe.startswith("stfpm"):  # cap training to stay fast: 2 epochs of 2 batches
         args += ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2"]
+    test_images = 140
+    if recipe == "stfpm_det.yaml":
+        # after 4 steps STFPM's map is too coarse for the normal-only pixel threshold to box the pitting
+        # (3% coverage measured); with defects in validation (the documented override) it is F1-optimal
+        args += ["--data.init_args.val_split_mode", "from_test", "--data.init_args.val_split_ratio", "0.5"]
+        test_images = 70
     cli = OTXAnomalyCLI(args=args, run=False)
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best")[0]
     predictions = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
 
-    assert len(predictions) == 140
+    assert len(predictions) == test_images
     if recipe.startswith("padim"):
         assert metrics["image_AUROC"] > 0.85, metrics
     task = model.task

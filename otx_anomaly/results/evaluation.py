@@ -1,7 +1,9 @@
 """Metrics of a prediction run against ground truth, with numpy alone (no torch).
 
-Image metrics use the normalized scores and labels, as ``test`` does, so the image AUROC equals
-``test``'s on the same images. Pixel metrics are pooled over every pixel at the original
+Image metrics use the labels and, for the AUROC, the raw scores where the predictions carry them
+(the Lightning model's do), as ``test`` does, so the image AUROC equals ``test``'s on the same
+images; predictions without raw scores (an exported model's) rank their normalized scores, whose
+clipping to [0, 1] can tie images beyond the validation range. Pixel metrics are pooled over every pixel at the original
 resolution (``test`` computes at the model's input size; the values differ a little).
 """
 

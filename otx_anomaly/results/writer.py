@@ -189,7 +189,9 @@ class PredictionOutputs:
             overlay_file = f"{OVERLAYS_DIR}/{name}.jpg"
             self._write_image(overlay_file, draw_overlay(image, prediction), quality=OVERLAY_JPEG_QUALITY)
         if truth is not None:
-            self.evaluation.add(prediction.pred_score, prediction.pred_label, truth, prediction.pred_mask)
+            # AUROC ranks the raw score where known: the normalized one is clipped, which ties images (as in test)
+            ranked = prediction.raw_score if prediction.raw_score is not None else prediction.pred_score
+            self.evaluation.add(ranked, prediction.pred_label, truth, prediction.pred_mask)
         light = dataclasses.replace(prediction, anomaly_map=None, raw_anomaly_map=None, pred_mask=None)
         result = ImageResult(light, name, mask_file, overlay_file, truth)
         self._record(result)

@@ -134,6 +134,7 @@ def test_manual_normalized_threshold_is_a_point_on_the_adaptive_scale(raw_scores
         ({"mode": "fixed"}, "'adaptive' or 'manual'"),
         ({"target_false_positive_rate": 0.0}, r"target_false_positive_rate must lie in \(0, 0.5\)"),
         ({"target_false_positive_rate": 0.5}, r"target_false_positive_rate must lie in \(0, 0.5\)"),
+        ({"normal_quantile": 1.0}, r"normal_quantile \(deprecated\) must lie in \(0.5, 1\)"),
         ({"mode": "manual", "image_threshold": float("nan"), "units": "raw"}, "finite"),
     ],
 )

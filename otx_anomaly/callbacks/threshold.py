@@ -74,6 +74,9 @@ class AdaptiveThreshold(Callback):
         if units not in ("raw", "normalized"):
             raise ConfigError(f"AdaptiveThreshold units must be 'raw' or 'normalized', got {units!r}.")
         if normal_quantile is not None:
+            if not 0.5 < normal_quantile < 1.0:
+                raise ConfigError(f"normal_quantile (deprecated) must lie in (0.5, 1), got {normal_quantile}; use "
+                                  "target_false_positive_rate (for example 0.02) instead.")
             logger.warning("AdaptiveThreshold: normal_quantile is deprecated and will be removed in the next release; "
                            "use target_false_positive_rate=%g (read as such now).", 1 - normal_quantile)
             target_false_positive_rate = 1.0 - normal_quantile

@@ -25,10 +25,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 from bench_data import find_datasets
+from bench_fits import STFPM_PATIENCE
 from bench_report import cpu_name
+
+from otx_anomaly.metrics.normal_threshold import MAD_TO_SIGMA
 
 MODELS = ("Padim", "Stfpm")
 YARDSTICK_FPR = 0.10
@@ -77,7 +81,7 @@ def fit_and_score(root: Path, category: str, model_name: str, args: argparse.Nam
     callbacks = []
     if model_name == "Stfpm":  # as the STFPM recipes do
         arguments["max_epochs"] = args.max_epochs
-        callbacks = [EarlyStopping(monitor="val_loss", mode="min", patience=10),
+        callbacks = [EarlyStopping(monitor="val_loss", mode="min", patience=STFPM_PATIENCE),
                      ModelCheckpoint(monitor="val_loss", mode="min")]
     trainer = pl.Trainer(**arguments, callbacks=callbacks, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=args.workdir / f"{category}_{model_name}")
@@ -115,39 +119,35 @@ def best_f1_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> fl
     return max(f1 for f1, fpr in results if fpr <= max_fpr)
 
 
+def library_threshold(val: np.ndarray, rate: float | None = None) -> float:
+    """The library's rule (``NormalTailThreshold``, what ``AdaptiveThreshold`` computes in fit) from the
+    validation scores alone, at ``rate`` (``None``: its default); with ``--scores`` of an older run,
+    today's rule on that run's scores."""
+    import torch
+
+    from otx_anomaly.metrics import NormalTailThreshold
+
+    metric = NormalTailThreshold() if rate is None else NormalTailThreshold(target_false_positive_rate=rate)
+    metric.update(torch.from_numpy(val))
+    return float(metric.compute())
+
+
 def candidate_rules(val: np.ndarray) -> dict[str, float]:
     """The rules measured while choosing the library's (see the module docstring)."""
-    from scipy import stats
-
     rules = {}
     median = np.median(val)
-    mad = 1.4826 * np.median(np.abs(val - median))
+    mad = MAD_TO_SIGMA * np.median(np.abs(val - median))
     logs = np.log(np.maximum(val, 1e-12))
     log_median = np.median(logs)
-    log_mad = 1.4826 * np.median(np.abs(logs - log_median))
-    roots = np.sqrt(np.maximum(val, 0))
-    root_median = np.median(roots)
-    root_mad = 1.4826 * np.median(np.abs(roots - root_median))
+    log_mad = MAD_TO_SIGMA * np.median(np.abs(logs - log_median))
     for rate in (0.01, 0.02, 0.05):
-        z = stats.norm.ppf(1 - rate)
-        rules[f"sqrt median+MAD z({rate:g})"] = float((root_median + z * root_mad) ** 2)
+        z = NormalDist().inv_cdf(1 - rate)
+        rules[f"sqrt median+MAD z({rate:g}) (the library's at this rate)"] = library_threshold(val, rate)
         rules[f"quantile {1 - rate:g}"] = float(np.quantile(val, 1 - rate))
         rules[f"gauss z({rate:g})"] = float(val.mean() + z * val.std(ddof=1))
         rules[f"median+MAD z({rate:g})"] = float(median + z * mad)
         rules[f"lognormal MAD z({rate:g})"] = float(np.exp(log_median + z * log_mad))
     return rules
-
-
-def library_threshold(val: np.ndarray) -> float:
-    """The library's rule at its default rate, from the validation scores alone (what ``AdaptiveThreshold``
-    computes in fit; with ``--scores`` of an older run, today's rule on that run's scores)."""
-    import torch
-
-    from otx_anomaly.metrics import NormalTailThreshold
-
-    metric = NormalTailThreshold()
-    metric.update(torch.from_numpy(val))
-    return float(metric.compute())
 
 
 def judge(fit: dict, with_candidates: bool) -> dict:

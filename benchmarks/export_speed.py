@@ -1,11 +1,19 @@
-"""Inference speed: the Lightning model in eager PyTorch versus the exported OpenVINO FP32, FP16 and
-INT8 (NNCF, calibrated on train/good) models, on the same preprocessed images, batch 1, in one run.
+"""Inference speed: the Lightning model in eager PyTorch (ours and anomalib's own) versus the exported
+OpenVINO FP32, FP16 and INT8 (NNCF, calibrated on train/good) models, on the same images, in one run.
 
-Each model is fitted briefly on the given data (speed does not depend on how well it learned),
-then every engine runs the same images. Latency: the median over ``--repeats`` passes of the mean
-time per image, one request at a time. Throughput: images per second with several batch-1 requests
-in flight (OpenVINO's THROUGHPUT hint; eager PyTorch runs one image at a time on all threads, so its
-throughput is 1 / latency). Ratios are against eager PyTorch and OpenVINO FP32 in the same run.
+Each model is fitted on the given data (PaDiM: its one epoch; STFPM: ``--stfpm-epochs``), then every
+engine runs the same images. Printed, with the CPU's name and instruction sets first:
+
+- speed: latency (median over ``--repeats`` passes of the mean time per image, one request at a
+  time), throughput with several batch-1 requests in flight (OpenVINO's THROUGHPUT hint; eager
+  PyTorch runs one image at a time on all threads, so its throughput is 1 / latency), images/s at
+  batch 1, 8 and 32 (one request of that many images), and the image and pixel AUROC of each
+  exported model on the whole test set; ratios against eager PyTorch and OpenVINO FP32;
+- the stage profile: ms per image in pre-processing, backbone, distance, upsample + blur and
+  post-processing, from OpenVINO's per-node counters, per precision;
+- the roofline: each model's GFLOP and FP32 bytes over this machine's measured GEMM peak and read
+  bandwidth (``roofline.py``), the FP32 latency as a ratio of that floor, and our eager model
+  against anomalib's on the same images.
 
     python benchmarks/export_speed.py --weights ../shared/weights/resnet18_tv_in1k_layer1-3.safetensors \
         --root ../shared/data/bsdata_ball_screw --category ball_screw_drive
@@ -66,47 +74,126 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
     return rows, paths
 
 
+def stage_table(paths: dict[str, Path], inputs: list[np.ndarray], repeats: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per image in each stage (OpenVINO's per-node counters), per precision."""
+    from otx_anomaly.deploy.speed import stage_profile
+
+    return {precision: stage_profile(path, inputs, repeats) for precision, path in paths.items()}
+
+
+def anomalib_eager_ms(model, eager_inputs: list[np.ndarray], repeats: int) -> float:  # noqa: ANN001
+    """Latency of anomalib's own model (same class, backbone, layers and fitted state as ``model``)
+    on the same images: anomalib's pre-processing, network and post-processing in eager PyTorch."""
+    from unittest import mock
+
+    import anomalib.models
+    import timm
+    import torch
+
+    from otx_anomaly.deploy.speed import latency_ms
+
+    name = type(model).__name__
+    kwargs = {"backbone": model.hparams["backbone"], "layers": list(model.hparams["layers"])}
+    if name == "Padim":
+        kwargs.update(n_features=model.model.n_features, pre_trained=False)
+    create = timm.create_model
+    with mock.patch("timm.create_model", lambda *a, **k: create(*a, **{**k, "pretrained": False})):  # offline:
+        theirs = getattr(anomalib.models, name)(**kwargs)  # anomalib's STFPM teacher would download; ours is copied
+    theirs.model.load_state_dict(model.model.state_dict())
+    theirs.eval()
+
+    def eager(tensor: np.ndarray) -> object:
+        with torch.no_grad():
+            return theirs(torch.from_numpy(tensor))
+
+    return latency_ms(eager, eager_inputs, repeats)
+
+
 def main() -> None:
     from bench_data import dataset_parser
 
     parser = dataset_parser(__doc__, weights_required=False)
-    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--images", type=int, default=20, help="test images timed (the first, sorted by path)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration", type=int, default=300, help="INT8 calibration images (train/good)")
+    parser.add_argument("--stfpm-epochs", type=int, default=5,
+                        help="STFPM training epochs (enough for the FP32 and INT8 AUROC to be comparable)")
     args = parser.parse_args()
 
     import lightning.pytorch as pl
     import torch
-    from bench_report import cpu_name
+    from roofline import measure_peaks, model_gflop
 
     from otx_anomaly.data import MVTecDataModule
+    from otx_anomaly.deploy import OpenVINOInferencer
+    from otx_anomaly.deploy.accuracy import LabeledImage, evaluate_models
+    from otx_anomaly.deploy.speed import STAGES, cpu_description
+    from otx_anomaly.io.images import load_image
+    from otx_anomaly.io.layout import mvtec_split
     from otx_anomaly.models import Padim, Stfpm
 
-    images = sorted((args.root / args.category / "test").rglob("*.png"))[: args.images]
+    tests = mvtec_split(args.root, args.category, "test")
+    labeled = [LabeledImage(str(t.path), int(t.anomalous), str(t.mask_path) if t.mask_path else None) for t in tests]
+    images = sorted(t.path for t in tests)[: args.images]
     calibration = sorted((args.root / args.category / "train" / "good").glob("*.png"))[: args.calibration]
-    print(f"{len(images)} images from {args.root / args.category}, batch 1, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); latency is the median of {args.repeats}")
-    print(f"CPU: {cpu_name()}")
-    print("| model | engine | latency ms | throughput images/s | vs eager | vs OpenVINO FP32 | "
-          + " | ".join(f"batch {b} images/s" for b in BATCH_SIZES) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(BATCH_SIZES))
+    peaks = measure_peaks()
+    print(f"CPU: {cpu_description()}")
+    print(f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads); measured peaks: "
+          f"FP32 GEMM {peaks.gemm_gflops:.0f} GFLOP/s, memory read {peaks.read_gbps:.1f} GB/s")
+    print(f"{len(images)} test images of {args.root / args.category} timed, latency = median of {args.repeats} "
+          f"passes at batch 1; AUROC over all {len(labeled)} test images\n")
+    speed_rows, stage_rows, cost_rows = [], [], []
     for model_class in (Padim, Stfpm):
         pl.seed_everything(0, verbose=False)
         kwargs = {"backbone_weights": args.weights} if args.weights else {"pre_trained": False}
         model = model_class(task="segmentation", **kwargs)
+        epochs = 1 if model_class is Padim else args.stfpm_epochs
+        name = model_class.__name__
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = pl.Trainer(**{**model.trainer_arguments, "max_epochs": 1}, limit_train_batches=2,
-                                 limit_val_batches=2, default_root_dir=tmp, logger=False, enable_progress_bar=False,
-                                 enable_model_summary=False, enable_checkpointing=False)
+            trainer = pl.Trainer(**{**model.trainer_arguments, "max_epochs": epochs}, default_root_dir=tmp,
+                                 logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                 enable_checkpointing=False)
             trainer.fit(model, datamodule=MVTecDataModule(root=args.root, category=args.category, num_workers=0))
-            rows, _ = engine_speeds(model, images, calibration, Path(tmp), args.repeats, args.calibration)
-            eager_rate, fp32_rate = rows["eager PyTorch"]["throughput"], rows["OpenVINO FP32"]["throughput"]
-            for engine, row in rows.items():
-                rate = row["throughput"]
-                batches = " | ".join(f"{row[f'batch_{b}']:.1f}" if f"batch_{b}" in row else "-" for b in BATCH_SIZES)
-                print(f"| {model_class.__name__} | {engine} | {row['latency_ms']:.1f} | {rate:.1f} | "
-                      f"{rate / eager_rate:.2f} | {rate / fp32_rate:.2f} | {batches} |")
-
+            rows, paths = engine_speeds(model, images, calibration, Path(tmp), args.repeats, args.calibration)
+            accuracy = dict(zip(paths, evaluate_models(list(paths.values()), labeled,
+                                                       ("image_AUROC", "pixel_AUROC")), strict=True))
+            source = OpenVINOInferencer(paths["FP32"])
+            inputs = [source.preprocess(image)[0] for image in images]
+            stages = stage_table(paths, inputs, args.repeats)
+            eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]
+            theirs_ms = anomalib_eager_ms(model, eager_inputs, args.repeats)
+            gflop, fp32_bytes = model_gflop(model), paths["FP32"].with_suffix(".bin").stat().st_size
+        eager_rate, fp32_rate = rows["eager PyTorch"]["throughput"], rows["OpenVINO FP32"]["throughput"]
+        fp32_ms, int8_ms = rows["OpenVINO FP32"]["latency_ms"], rows["OpenVINO INT8"]["latency_ms"]
+        for engine, row in rows.items():
+            precision, rate = engine.split()[-1], row["throughput"]
+            scores = accuracy.get(precision, {})
+            batches = " | ".join(f"{row[f'batch_{b}']:.1f}" if f"batch_{b}" in row else "-" for b in BATCH_SIZES)
+            speed_rows.append(
+                f"| {name} | {engine} | {row['latency_ms']:.1f} | {fp32_ms / row['latency_ms']:.2f} | {rate:.1f} | "
+                f"{rate / eager_rate:.2f} | {rate / fp32_rate:.2f} | {batches} | "
+                f"{scores.get('image_AUROC', float('nan')):.4f} | {scores.get('pixel_AUROC', float('nan')):.4f} |")
+        for precision, profile in stages.items():
+            stage_rows.append(f"| {name} | OpenVINO {precision} | " + " | ".join(f"{profile[s]:.2f}" for s in STAGES)
+                              + f" | {rows['OpenVINO ' + precision]['latency_ms']:.1f} |")
+        floor = peaks.floor_ms(gflop, fp32_bytes)
+        cost_rows.append(f"| {name} | {gflop:.2f} | {fp32_bytes / 1e6:.1f} | {floor:.1f} | {fp32_ms:.1f} | "
+                         f"{fp32_ms / floor:.2f} | {int8_ms:.1f} | {rows['eager PyTorch']['latency_ms']:.1f} | "
+                         f"{theirs_ms:.1f} | {theirs_ms / rows['eager PyTorch']['latency_ms']:.2f} |")
+    print("| model | engine | latency ms | latency vs FP32 | throughput images/s | vs eager | vs FP32 | "
+          + " | ".join(f"batch {b} images/s" for b in BATCH_SIZES) + " | image AUROC | pixel AUROC |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(BATCH_SIZES) + "---|---|")
+    print("\n".join(speed_rows))
+    print("\nStage profile, ms per image at batch 1 (OpenVINO per-node counters; their sum differs a little from "
+          "the latency):")
+    print("| model | engine | " + " | ".join(STAGES) + " | latency ms |")
+    print("|---|---|" + "---|" * len(STAGES) + "---|")
+    print("\n".join(stage_rows))
+    print("\nRoofline (floor = GFLOP / GEMM peak + FP32 weights read / bandwidth) and eager PyTorch vs anomalib:")
+    print("| model | GFLOP | MB read | floor ms | FP32 ms | FP32 / floor | INT8 ms | eager ours ms | eager anomalib ms "
+          "| anomalib / ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(cost_rows))
 
 if __name__ == "__main__":
     main()

@@ -168,3 +168,26 @@ def test_inferencer_runs_lists_in_batches_with_the_answers_of_single_images(padi
         single = inferencer.predict(path)
         assert prediction.image_path == str(path) and prediction.pred_label == single.pred_label
         assert prediction.pred_score == pytest.approx(single.pred_score, abs=1e-5)
+
+
+def test_exported_padim_blurs_in_two_one_dimensional_passes(padim_checkpoint, tmp_path):
+    path = export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32")
+    ops = ov.Core().read_model(path).get_ops()
+    blur_kernels = [tuple(op.input(1).get_partial_shape().to_shape())[-2:] for op in ops
+                    if op.get_type_name() == "Convolution" and "blur" in op.get_friendly_name()]
+    assert sorted(blur_kernels) == [(1, 33), (33, 1)]
+
+
+def test_stage_profile_attributes_every_node_to_a_stage(padim_checkpoint, tmp_path):
+    from otx_anomaly.deploy.speed import STAGES, stage_of, stage_profile
+
+    inferencer = OpenVINOInferencer(export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32"))
+    inputs = [inferencer.preprocess(np.zeros((48, 80, 3), np.uint8))[0]] * 2
+    profile = stage_profile(inferencer.path, inputs, repeats=1)
+    assert list(profile) == list(STAGES) and all(ms >= 0 for ms in profile.values())
+    assert profile["backbone"] > 0 and profile["distance"] > 0 and profile["upsample + blur"] > 0
+    assert stage_of("Multiply_1,__module.model.feature_extractor.feature_extractor.layer1.0.bn1/aten::batch_norm") \
+        == "backbone"
+    assert stage_of("__module.model.anomaly_map_generator/aten::matmul/MatMul") == "distance"
+    assert stage_of("__module.post_processor/aten::gt/Greater") == "post-processing"
+    assert stage_of("Interpolate_8988") == "pre-processing"  # PrePostProcessor's resize has no module name

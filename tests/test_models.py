@@ -140,3 +140,20 @@ def test_checkpoint_reloads_without_weights_and_predicts_the_same(demo_root, tmp
     assert [p.pred_label for p in after] == [p.pred_label for p in before]
     for a, b in zip(after, before, strict=True):
         np.testing.assert_array_equal(a.pred_boxes, b.pred_boxes)
+
+
+def test_padim_anomaly_map_equals_anomalibs_with_the_blur_in_two_passes():
+    from anomalib.models import Padim as AnomalibPadim
+    from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator
+
+    ours = Padim(pre_trained=False)
+    assert set(ours.model.state_dict()) == set(AnomalibPadim(pre_trained=False).model.state_dict())  # checkpoints load
+    torch.manual_seed(0)
+    embedding, mean = torch.randn(2, 100, 64, 64), torch.randn(100, 64 * 64)
+    factor = torch.randn(64 * 64, 100, 100) / 10
+    inverse = factor @ factor.transpose(1, 2) + torch.eye(100)
+    stats = {"embedding": embedding, "mean": mean, "inv_covariance": inverse, "image_size": (256, 256)}
+    expected = AnomalyMapGenerator()(**stats)  # anomalib's 33x33 convolution
+    actual = ours.model.anomaly_map_generator(**stats)
+    assert actual.shape == expected.shape
+    assert torch.allclose(actual, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))

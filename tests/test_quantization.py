@@ -4,6 +4,7 @@ produce it, and the inputs that cannot work fail with a message that says what t
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -51,16 +52,38 @@ def test_int8_is_written_beside_the_fp32_model_with_its_metadata(fitted, int8):
     assert not [p for p in int8.parent.parent.iterdir() if p.name.startswith(".")]  # no staging folders left
 
 
-def test_int8_keeps_the_anomaly_map_and_normalization_in_float(int8):
-    """Only the backbone is quantized: no FakeQuantize feeds the map generator or the post-processor."""
-    model = ov.Core().read_model(int8)
-    quantized_consumers = set()
-    for op in model.get_ops():
-        if op.get_type_name() == "FakeQuantize":
-            for output in op.outputs():
-                quantized_consumers.update(t.get_node().get_friendly_name() for t in output.get_target_inputs())
-    assert quantized_consumers
-    assert not [n for n in quantized_consumers if "anomaly_map_generator" in n or "post_processor" in n]
+def _quantized_consumers(model_path) -> set[str]:
+    """Names of the nodes that a FakeQuantize feeds."""
+    model = ov.Core().read_model(model_path)
+    return {target.get_node().get_friendly_name() for op in model.get_ops() if op.get_type_name() == "FakeQuantize"
+            for output in op.outputs() for target in output.get_target_inputs()}
+
+
+def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_product(fitted, int8):
+    """The backbone and PaDiM's (scaled) distance product are quantized; no FakeQuantize feeds the
+    rest of the map generator or the post-processor."""
+    from otx_anomaly.deploy.quantization import DISTANCE_PRODUCT
+
+    consumers = _quantized_consumers(int8)
+    assert any("feature_extractor" in n for n in consumers) and DISTANCE_PRODUCT.replace("\\", "") in consumers
+    assert not [n for n in consumers - {DISTANCE_PRODUCT.replace("\\", "")}
+                if "anomaly_map_generator" in n or "post_processor" in n]
+    assert OpenVINOInferencer(fitted[1]).metadata["distance_form"] == "scaled"
+
+
+def test_int8_keeps_the_distance_product_in_float_when_asked_or_for_older_exports(fitted, tmp_path):
+    _, fp32, datamodule = fitted
+    calibration = list(datamodule.train_data.samples.image_path)
+    kept = quantize(fp32, calibration, tmp_path / "kept", QuantizationOptions(quantize_distance=False))
+    assert not [n for n in _quantized_consumers(kept) if "anomaly_map_generator" in n]
+    older = tmp_path / "older" / "model.xml"  # an export from before the scaled distance: no distance_form
+    older.parent.mkdir()
+    lines = fp32.read_text().splitlines(keepends=True)
+    older.write_text("".join(line for line in lines if "distance_form" not in line))
+    shutil.copy(fp32.with_suffix(".bin"), older.with_suffix(".bin"))
+    assert "distance_form" not in OpenVINOInferencer(older).metadata
+    assert not [n for n in _quantized_consumers(quantize(older, calibration, tmp_path / "older_int8"))
+                if "anomaly_map_generator" in n]
 
 
 def test_int8_predicts_like_the_fp32_model(fitted, int8):
@@ -202,7 +225,7 @@ def test_nothing_downstream_of_the_map_generator_is_quantized(fitted, int8):
 
     _, fp32, _ = fitted
     model = ov.Core().read_model(fp32)
-    scope = set(float_scope(model))
+    scope = set(float_scope(model, quantize_distance=True))  # as quantize() uses it for a scaled PaDiM export
     assert {result.get_friendly_name() for result in model.get_results()} <= scope  # the outputs are downstream
     quantized = ov.Core().read_model(int8)
     fed = {target.get_node().get_friendly_name() for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize"

@@ -52,14 +52,14 @@ def _export_graph(model: Any) -> Any:
     class ExportGraph(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.pre_processor, self.model, self.post_processor = (model.pre_processor, model.model,
+            self.pre_processor, self.model, self.post_processor = (model.pre_processor, model.export_network(),
                                                                    model.post_processor)
 
         def forward(self, image: Any) -> tuple[Any, ...]:
             batch = self.post_processor(self.model(self.pre_processor(image)))
             return tuple(getattr(batch, name) for name in OUTPUT_NAMES)
 
-    return ExportGraph()
+    return ExportGraph().eval()
 
 
 def export_metadata(model: Any) -> dict[str, Any]:
@@ -105,6 +105,7 @@ def export_metadata(model: Any) -> dict[str, Any]:
         "outputs": " ".join(OUTPUT_NAMES),
         "otx_anomaly_version": __version__,
         "threshold_rules": "; ".join(f"{kind}: {rule}" for kind, rule in sorted(post.rules.items())),
+        **({"distance_form": model.export_distance_form} if model.export_distance_form else {}),
     }
 
 

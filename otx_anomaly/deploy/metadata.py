@@ -55,7 +55,11 @@ OPTIONAL_FIELDS: dict[str, type] = {
     "embedded_processing": bool,  # the graph resizes and converts colours itself (Model API reads this)
     "orig_height": int,  # the model's input size inside the graph (Model API's names)
     "orig_width": int,
+    "distance_form": str,  # SCALED_DISTANCE: PaDiM's distance as models/distance.py computes it
 }
+
+#: ``distance_form`` of exports whose distance product INT8 may quantize (``Padim.export_distance_form``).
+SCALED_DISTANCE = "scaled"
 
 
 def _parse(text: str, kind: type) -> Any:

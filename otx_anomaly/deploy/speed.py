@@ -112,3 +112,63 @@ def cpu_description() -> str:
         capabilities = "unknown"
     isa = " ".join(f for f in ISA_FLAGS if f in flags) or "unknown"
     return f"{name}; ISA {isa}; OpenVINO {capabilities}"
+
+
+#: Where an exported model spends its time, in graph order (see :func:`stage_profile`).
+STAGES = ("pre-processing", "backbone", "distance", "upsample + blur", "post-processing")
+
+
+def stage_of(names: str) -> str:
+    """The stage of a compiled node, from the names of the exported nodes it was fused from.
+
+    ``pre-processing``: the embedded resize, colour conversion and normalization; ``backbone``: the
+    CNNs (PaDiM's feature extractor and the assembly of its embedding, STFPM's teacher and student);
+    ``distance``: the anomaly-map generator's comparison (PaDiM's Mahalanobis distance, STFPM's
+    feature difference); ``upsample + blur``: its resize to the input size and smoothing;
+    ``post-processing``: the normalization and thresholds.
+
+    Args:
+        names: a runtime node's ``originalLayersNames`` (or its own name when that is empty).
+    """
+    if "anomaly_map_generator" in names:
+        return "upsample + blur" if any(k in names for k in ("blur", "upsample", "Interpolate")) else "distance"
+    if any(k in names for k in ("feature_extractor", "teacher_model", "student_model", "__module.model/")):
+        return "backbone"
+    if "post_processor" in names:
+        return "post-processing"
+    return "pre-processing"  # the pre_processor's nodes and those PrePostProcessor added (no module name)
+
+
+def stage_profile(model_path: str | Path, inputs: Sequence[np.ndarray], repeats: int = 3,
+                  device: str = "CPU") -> dict[str, float]:
+    """Milliseconds per image spent in each of :data:`STAGES`, from OpenVINO's per-node performance
+    counters (``PERF_COUNT``), one request at a time, compiled as the inferencer compiles.
+
+    The counters time each compiled node on its own, so their sum differs a little from the latency
+    (:func:`latency_ms`); compare stages with each other, and engines stage by stage.
+
+    Args:
+        model_path: an exported ``model.xml``.
+        inputs: the graph's inputs (an inferencer's ``preprocess``); one image or a batch each.
+        repeats: passes over ``inputs`` after one warm-up call.
+        device: the OpenVINO device.
+    """
+    if not inputs or repeats < 1:
+        raise ConfigError("stage_profile needs at least one input and one repeat.")
+    config = {"PERF_COUNT": True, **(CPU_CONFIG if device.upper().startswith("CPU") else {})}
+    compiled = ov.Core().compile_model(str(model_path), device, config)
+    stage = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
+        stage[op.get_friendly_name()] = stage_of(names or op.get_friendly_name())
+    request = compiled.create_infer_request()
+    request.infer(inputs[0])
+    totals, images = dict.fromkeys(STAGES, 0.0), 0
+    for _ in range(repeats):
+        for tensor in inputs:
+            request.infer(tensor)
+            images += len(tensor)
+            for node in request.profiling_info:
+                totals[stage.get(node.node_name, stage_of(node.node_name))] += node.real_time.total_seconds()
+    return {name: seconds * 1000.0 / images for name, seconds in totals.items()}

@@ -71,6 +71,8 @@ class AnomalyTaskMixin:
 
     task: AnomalyTask
     head: TaskHead
+    #: written to the export metadata when :meth:`export_network` changes the distance's form
+    export_distance_form: str | None = None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model; metric states come from this model (see
@@ -83,6 +85,11 @@ class AnomalyTaskMixin:
             if self.evaluator is not None:
                 state.update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
             state.setdefault("post_processor._extra_state", {})  # checkpoints before the threshold rules
+
+    def export_network(self) -> torch.nn.Module:
+        """The network as the exported graph computes it (``deploy.export``); anomalib's model
+        unless a subclass has an export form (PaDiM's scaled distance)."""
+        return self.model
 
     def configure_callbacks(self) -> list[Callback]:
         """anomalib's callbacks plus the defaults above, unless the Trainer has them."""

@@ -7,7 +7,9 @@ engine runs the same images. Printed, with the CPU's name and instruction sets f
 - speed: latency (median over ``--repeats`` passes of the mean time per image, one request at a
   time), throughput with several batch-1 requests in flight (OpenVINO's THROUGHPUT hint; eager
   PyTorch runs one image at a time on all threads, so its throughput is 1 / latency), images/s at
-  batch 1, 8 and 32 (one request of that many images), and the image and pixel AUROC of each
+  batch 1, 8 and 32 (one request of that many images; where the frames differ in size, as on
+  magnetic tiles, they are first resized to the model's input size, since a request holds one
+  size), and the image and pixel AUROC of each
   exported model on the whole test set; ratios against eager PyTorch and OpenVINO FP32;
 - the stage profile: ms per image in pre-processing, backbone, distance, upsample + blur and
   post-processing, from OpenVINO's per-node counters, per precision;
@@ -45,6 +47,7 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
     and the exported ``model.xml`` per precision. The one way the benchmarks measure speed.
     """
     import torch
+    from PIL import Image
 
     from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, quantize
     from otx_anomaly.deploy.export import export_model
@@ -56,6 +59,11 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
                              QuantizationOptions(subset_size=calibration_size))
     engines = {p: OpenVINOInferencer(path) for p, path in paths.items()}
     inputs = [engines["FP32"].preprocess(path)[0] for path in images]  # the frames as decoded: both resize
+    batch_inputs = inputs  # one request holds frames of one size: mixed sizes are resized to the model's first
+    if len({tensor.shape for tensor in inputs}) > 1:
+        height, width = engines["FP32"].input_size
+        batch_inputs = [engines["FP32"].preprocess(np.asarray(Image.open(path).convert("RGB").resize(
+            (width, height), Image.BILINEAR)))[0] for path in images]
     model.eval()
 
     def eager(tensor, model=model):
@@ -69,7 +77,7 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
         rows[f"OpenVINO {precision}"] = {"latency_ms": latency_ms(engine.infer, inputs, repeats),
                                          "throughput": openvino_throughput(paths[precision], inputs, repeats),
                                          "size_mb": model_size_mb(paths[precision]),
-                                         **{f"batch_{b}": batch_throughput(engine.infer, inputs, b, repeats)
+                                         **{f"batch_{b}": batch_throughput(engine.infer, batch_inputs, b, repeats)
                                             for b in BATCH_SIZES}}
     return rows, paths
 
@@ -172,7 +180,7 @@ def main() -> None:
             speed_rows.append(
                 f"| {name} | {engine} | {row['latency_ms']:.1f} | {fp32_ms / row['latency_ms']:.2f} | {rate:.1f} | "
                 f"{rate / eager_rate:.2f} | {rate / fp32_rate:.2f} | {batches} | "
-                f"{scores.get('image_AUROC', float('nan')):.4f} | {scores.get('pixel_AUROC', float('nan')):.4f} |")
+                + " | ".join(f"{scores[k]:.4f}" if k in scores else "-" for k in ("image_AUROC", "pixel_AUROC")) + " |")
         for precision, profile in stages.items():
             stage_rows.append(f"| {name} | OpenVINO {precision} | " + " | ".join(f"{profile[s]:.2f}" for s in STAGES)
                               + f" | {rows['OpenVINO ' + precision]['latency_ms']:.1f} |")

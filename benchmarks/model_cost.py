@@ -31,6 +31,8 @@ def _bytes(state: dict) -> int:
     """Bytes of the distinct tensors of a state dict."""
     seen, total = set(), 0
     for tensor in state.values():
+        if not hasattr(tensor, "untyped_storage"):  # extra state (the post-processor's threshold rules)
+            continue
         key = tensor.untyped_storage().data_ptr() if tensor.device.type != "meta" else id(tensor)
         if key not in seen:
             seen.add(key)
@@ -67,25 +69,34 @@ def build(model_name: str, backbone: str, image_size: int, device: str = "meta")
     return model
 
 
+def _exported_state(graph) -> dict:  # noqa: ANN001
+    """The export graph's tensors that the exported model holds: PaDiM's scaled distance
+    (``models/distance.py``) carries its own copy of the Gaussians, so anomalib's are not traced."""
+    state = graph.state_dict()
+    if hasattr(graph.model.anomaly_map_generator, "scaled_inverse"):
+        state = {k: v for k, v in state.items() if not k.startswith("model.gaussian.")}
+    return state
+
+
 def measure(model_name: str, backbone: str, image_size: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from otx_anomaly.deploy.export import _ExportGraph
+    from otx_anomaly.deploy.export import _export_graph
 
     model = build(model_name, backbone, image_size)
-    graph = _ExportGraph(model)
+    graph = _export_graph(model)
     with FlopCounterMode(display=False, depth=None) as counter:
         graph(torch.empty(1, 3, image_size, image_size, device="meta"))
     per_module = counter.get_flop_counts()
     networks = ("feature_extractor",) if model_name == "Padim" else ("teacher_model", "student_model")
-    backbone_flops = sum(sum(per_module.get(f"_ExportGraph.model.{name}", {}).values()) for name in networks)
+    backbone_flops = sum(sum(per_module.get(f"{type(graph).__name__}.model.{name}", {}).values()) for name in networks)
     parameters = sum(p.numel() for name in networks for p in getattr(model.model, name).parameters())
     return {
         "gflops": counter.get_total_flops() / 1e9,
         "backbone_gflops": backbone_flops / 1e9,
         "parameters_m": parameters / 1e6,
-        "inference_bytes": _bytes(graph.state_dict()),
+        "inference_bytes": _bytes(_exported_state(graph)),
         "state_bytes": _bytes(model.state_dict()),
     }
 

@@ -91,3 +91,16 @@ def test_subset_and_find_datasets(demo_root, tmp_path):
             image = next(folder.iterdir())
             assert (category / "ground_truth" / folder.name / f"{image.stem}_mask.png").exists()
     assert bench_data.find_datasets(tmp_path, ["subset"], None) == [(tmp_path / "subset", "demo")]
+
+
+def test_model_cost_counts_the_exported_graph():
+    """``benchmarks/model_cost.py`` on the meta device: GFLOPs and sizes of the graph that export writes."""
+    completed = subprocess.run([sys.executable, "benchmarks/model_cost.py", "--backbones", "resnet18", "--image-sizes",
+                                "64"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in completed.stdout.splitlines()
+            if line.startswith(("| Padim", "| Stfpm"))}
+    assert set(rows) == {"Padim", "Stfpm"}
+    for cells in rows.values():
+        gflops, backbone = float(cells[3]), float(cells[4])
+        assert 0 < backbone <= gflops  # the backbone is found under the graph's module names

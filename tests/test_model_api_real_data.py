@@ -5,7 +5,9 @@ heads in FP32 (a head changes the metadata and the post-processing, not the grap
 exports are the session's (tests/conftest.py); INT8 is quantized with the default options.
 
 Tolerances (docs/export.md): Model API and our inferencer run the same graph, so labels and
-normalized scores agree to float rounding in every precision; our head resizes the graph's mask as
+normalized scores agree to float rounding in every precision, compiled alike: Model API as written
+against our inferencer with OpenVINO's defaults (bf16 on CPUs that have it), and Model API with a
+float32 adapter against our default float32 inferencer; our head resizes the graph's mask as
 Model API does, so masks are identical as measured (IoU >= 0.95 asserted), and each of our boxes
 is matched by one of Model API's with IoU >= 0.9 (identical as measured; Model API also boxes
 specks below ``min_box_area``). Against the Lightning model: FP32 and FP16 within 0.01 in score with the same
@@ -29,6 +31,10 @@ from otx_anomaly.tasks import AnomalyTask
 from tests.helpers import trainer
 
 model_api = pytest.importorskip("model_api.models", reason="OpenVINO Model API is a test dependency ([dev])")
+from model_api.adapters import OpenvinoAdapter, create_core  # noqa: E402 - after the skip
+
+#: what a Model API user passes for float32 on a CPU with bf16 (docs/export.md)
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 pytestmark = pytest.mark.slow
 
 #: largest |score difference| from the Lightning model, by precision (INT8: see the module docstring)
@@ -68,18 +74,26 @@ def test_model_api_runs_our_ir_unchanged_and_agrees(model_class, task, precision
     model = model_class.load_from_checkpoint(ball_screw_fit(model_class)[0], task=task)
     expected = _lightning(model, images)
     xml = ball_screw_ir(model_class, task, precision)
-    ours = OpenVINOInferencer(xml).predict([str(p) for p in images])
-    wrapper = model_api.AnomalyDetection.create_model(str(xml))  # as written: no reshape, no configuration
+    ours = OpenVINOInferencer(xml).predict([str(p) for p in images])  # float32 on every CPU
+    # Model API as written (no reshape, no configuration) compiles with OpenVINO's defaults, bf16 on
+    # CPUs that have it (AMX, AVX-512 BF16): compared with our inferencer under the same defaults
+    as_openvino_chooses = OpenVINOInferencer(xml, config={}).predict([str(p) for p in images])
+    wrapper = model_api.AnomalyDetection.create_model(str(xml))
     assert type(model_api.Model.create_model(str(xml))).__name__ == "AnomalyDetection"
-    for path, mine, reference in zip(images, ours, expected, strict=True):
-        result = wrapper(cv2.imread(str(path)))  # OpenCV's BGR frame, at its own size
-        assert (result.pred_label == "True") == mine.pred_label, path
-        assert result.pred_score == pytest.approx(mine.pred_score, abs=1e-4), path
-        if precision in LIGHTNING_TOLERANCE:
+    f32_adapter = OpenvinoAdapter(create_core(), str(xml), device="CPU", plugin_config=F32)  # docs/export.md
+    wrapper_f32 = model_api.Model.create_model(f32_adapter)
+    for path, mine, same_runtime, reference in zip(images, ours, as_openvino_chooses, expected, strict=True):
+        frame = cv2.imread(str(path))  # OpenCV's BGR frame, at its own size
+        assert wrapper_f32(frame).pred_score == pytest.approx(mine.pred_score, abs=1e-4), path
+        result = wrapper(frame)
+        assert (result.pred_label == "True") == same_runtime.pred_label, path
+        assert result.pred_score == pytest.approx(same_runtime.pred_score, abs=1e-4), path
+        if precision in LIGHTNING_TOLERANCE:  # our float32 inferencer against the Lightning model
             tolerance = LIGHTNING_TOLERANCE[precision]
             assert mine.pred_score == pytest.approx(reference.pred_score, abs=tolerance), path
             if abs(reference.pred_score - 0.5) > tolerance:  # within the tolerance of the threshold a label may flip
                 assert mine.pred_label == reference.pred_label, path
+        mine = same_runtime  # masks and boxes below: the same graph under the same runtime settings
         assert result.pred_mask.shape == (cv2.imread(str(path)).shape[:2])
         if task == AnomalyTask.SEGMENTATION:
             assert _mask_iou(result.pred_mask > 0, mine.pred_mask) >= 0.95, path  # measured: identical

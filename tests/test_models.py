@@ -157,3 +157,21 @@ def test_padim_anomaly_map_equals_anomalibs_with_the_blur_in_two_passes():
     actual = ours.model.anomaly_map_generator(**stats)
     assert actual.shape == expected.shape
     assert torch.allclose(actual, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_padim_export_network_scores_as_the_model_with_the_scaled_distance():
+    """The exported graph's distance (models/distance.py) equals anomalib's; the model is untouched."""
+    model = Padim(pre_trained=False).eval()
+    torch.manual_seed(0)
+    factor = torch.randn(64 * 64, 100, 100) / 10
+    model.model.gaussian.mean = torch.randn(100, 64 * 64)
+    model.model.gaussian.inv_covariance = factor @ factor.transpose(1, 2) + torch.eye(100)
+    network = model.export_network()
+    images = torch.rand(2, 3, 256, 256)
+    with torch.no_grad():
+        expected, actual = model.model(images), network(images)
+    scale = float(expected.anomaly_map.abs().max())
+    assert torch.allclose(actual.anomaly_map, expected.anomaly_map, rtol=0, atol=1e-5 * scale)
+    assert torch.allclose(actual.pred_score, expected.pred_score, rtol=0, atol=1e-5 * scale)
+    assert type(model.model.anomaly_map_generator).__name__ == "AnomalyMapGenerator"  # anomalib's, kept
+    assert network.anomaly_map_generator.scaled_inverse.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))

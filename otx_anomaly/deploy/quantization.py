@@ -14,9 +14,11 @@ Quantized as anomalib writes it, it ruined the scores (image F1 0.00); the expor
 scaled form (``otx_anomaly.models.distance``: unit-diagonal matrices, channels in units of their
 spread) where one 8-bit scale fits, and then it runs as an INT8 product. Measured on a 2-core Intel
 Xeon with AVX-512 VNNI and AMX (OpenVINO OPTIMIZATION_CAPABILITIES BF16 WINOGRAD FP32 FP16 INT8
-BIN), PaDiM resnet18 256x256, BSData ball screw: the product 8.2 ms -> 4.0 ms per image, image
-AUROC FP32 0.9161, INT8 with the product in float 0.9135, quantized 0.9217 (pixel 0.9884, 0.9888,
-0.9888). Older exports (no ``distance_form`` in their metadata) keep it in float.
+BIN), PaDiM resnet18 256x256, defaults, ``benchmarks/export_speed.py``: the product 9.1 ms -> 4.6 ms
+per image, PaDiM INT8 latency 2.08x FP32 on BSData ball screw (image AUROC FP32 0.9161, INT8
+0.9210; pixel 0.9884, 0.9888) and 1.69x on magnetic tiles, where the embedded resize of larger
+frames weighs more (image 0.8542, 0.8554; pixel 0.6521, 0.6464). Older exports (no
+``distance_form`` in their metadata) keep it in float.
 
 The scope is the nodes matching those patterns *and every node they feed* (:func:`float_scope`):
 OpenVINO renames some nodes of the map generator (STFPM's product of the three layer maps became

@@ -46,11 +46,13 @@ class ScaledMahalanobis(AnomalyMapGenerator):
     def __init__(self, generator: AnomalyMapGenerator, mean: torch.Tensor, inv_covariance: torch.Tensor) -> None:
         super().__init__()
         self.blur = generator.blur
-        inverse = inv_covariance.double()
-        scale = inverse.diagonal(dim1=1, dim2=2).clamp_min(torch.finfo(torch.float64).tiny).sqrt()  # (P, C)
+        inverse = inv_covariance.detach()
+        scale = inverse.diagonal(dim1=1, dim2=2).clamp_min(torch.finfo(inverse.dtype).tiny).sqrt()  # (P, C)
+        scaled = inverse / scale[:, :, None]  # one copy in the Gaussians' precision (5 GB for wide_resnet50_2)
+        scaled /= scale[:, None, :]
         self.register_buffer("mean", mean.detach().clone())
-        self.register_buffer("scale", scale.T.float())  # (C, P), as the embedding's channels and positions
-        self.register_buffer("scaled_inverse", (inverse / (scale[:, :, None] * scale[:, None, :])).float())
+        self.register_buffer("scale", scale.T.contiguous())  # (C, P), as the embedding's channels and positions
+        self.register_buffer("scaled_inverse", scaled)
 
     def compute_distance(self, embedding: torch.Tensor, stats: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The Mahalanobis distance per position, ``(B, 1, H, W)`` (``stats`` are ignored: the

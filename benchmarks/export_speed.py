@@ -44,14 +44,15 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
     images), and time eager PyTorch and each engine on the same preprocessed ``images``.
 
     Returns, per engine, ``latency_ms``, ``throughput`` (images/s) and ``size_mb`` (OpenVINO only),
-    and the exported ``model.xml`` per precision. The one way the benchmarks measure speed.
+    and the exported ``model.xml`` per precision (OpenVINO rows also carry ``stages``, the
+    :func:`~otx_anomaly.deploy.speed.stage_profile`). The one way the benchmarks measure speed.
     """
     import torch
     from PIL import Image
 
     from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, quantize
     from otx_anomaly.deploy.export import export_model
-    from otx_anomaly.deploy.speed import batch_throughput, latency_ms, model_size_mb, openvino_throughput
+    from otx_anomaly.deploy.speed import batch_throughput, latency_ms, model_size_mb, openvino_throughput, stage_profile
     from otx_anomaly.io.images import load_image
 
     paths = {p: export_model(model, workdir / p.lower(), precision=p) for p in ("FP32", "FP16")}
@@ -77,16 +78,10 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
         rows[f"OpenVINO {precision}"] = {"latency_ms": latency_ms(engine.infer, inputs, repeats),
                                          "throughput": openvino_throughput(paths[precision], inputs, repeats),
                                          "size_mb": model_size_mb(paths[precision]),
+                                         "stages": stage_profile(paths[precision], inputs, repeats),
                                          **{f"batch_{b}": batch_throughput(engine.infer, batch_inputs, b, repeats)
                                             for b in BATCH_SIZES}}
     return rows, paths
-
-
-def stage_table(paths: dict[str, Path], inputs: list[np.ndarray], repeats: int) -> dict[str, dict[str, float]]:
-    """Milliseconds per image in each stage (OpenVINO's per-node counters), per precision."""
-    from otx_anomaly.deploy.speed import stage_profile
-
-    return {precision: stage_profile(path, inputs, repeats) for precision, path in paths.items()}
 
 
 def anomalib_eager_ms(model, eager_inputs: list[np.ndarray], repeats: int) -> float:  # noqa: ANN001
@@ -130,10 +125,10 @@ def main() -> None:
 
     import lightning.pytorch as pl
     import torch
-    from roofline import measure_peaks, model_gflop
+    from model_cost import graph_gflop
+    from roofline import measure_peaks
 
     from otx_anomaly.data import MVTecDataModule
-    from otx_anomaly.deploy import OpenVINOInferencer
     from otx_anomaly.deploy.accuracy import LabeledImage, evaluate_models
     from otx_anomaly.deploy.speed import STAGES, cpu_description
     from otx_anomaly.io.images import load_image
@@ -165,12 +160,9 @@ def main() -> None:
             rows, paths = engine_speeds(model, images, calibration, Path(tmp), args.repeats, args.calibration)
             accuracy = dict(zip(paths, evaluate_models(list(paths.values()), labeled,
                                                        ("image_AUROC", "pixel_AUROC")), strict=True))
-            source = OpenVINOInferencer(paths["FP32"])
-            inputs = [source.preprocess(image)[0] for image in images]
-            stages = stage_table(paths, inputs, args.repeats)
             eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]
             theirs_ms = anomalib_eager_ms(model, eager_inputs, args.repeats)
-            gflop, fp32_bytes = model_gflop(model), paths["FP32"].with_suffix(".bin").stat().st_size
+            gflop, fp32_bytes = graph_gflop(model), paths["FP32"].with_suffix(".bin").stat().st_size
         eager_rate, fp32_rate = rows["eager PyTorch"]["throughput"], rows["OpenVINO FP32"]["throughput"]
         fp32_ms, int8_ms = rows["OpenVINO FP32"]["latency_ms"], rows["OpenVINO INT8"]["latency_ms"]
         for engine, row in rows.items():
@@ -181,9 +173,10 @@ def main() -> None:
                 f"| {name} | {engine} | {row['latency_ms']:.1f} | {fp32_ms / row['latency_ms']:.2f} | {rate:.1f} | "
                 f"{rate / eager_rate:.2f} | {rate / fp32_rate:.2f} | {batches} | "
                 + " | ".join(f"{scores[k]:.4f}" if k in scores else "-" for k in ("image_AUROC", "pixel_AUROC")) + " |")
-        for precision, profile in stages.items():
-            stage_rows.append(f"| {name} | OpenVINO {precision} | " + " | ".join(f"{profile[s]:.2f}" for s in STAGES)
-                              + f" | {rows['OpenVINO ' + precision]['latency_ms']:.1f} |")
+        for engine, row in rows.items():
+            if "stages" in row:
+                stage_rows.append(f"| {name} | {engine} | " + " | ".join(f"{row['stages'][s]:.2f}" for s in STAGES)
+                                  + f" | {row['latency_ms']:.1f} |")
         floor = peaks.floor_ms(gflop, fp32_bytes)
         cost_rows.append(f"| {name} | {gflop:.2f} | {fp32_bytes / 1e6:.1f} | {floor:.1f} | {fp32_ms:.1f} | "
                          f"{fp32_ms / floor:.2f} | {int8_ms:.1f} | {rows['eager PyTorch']['latency_ms']:.1f} | "

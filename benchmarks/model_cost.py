@@ -78,16 +78,34 @@ def _exported_state(graph) -> dict:  # noqa: ANN001
     return state
 
 
-def measure(model_name: str, backbone: str, image_size: int) -> dict:
+def count_flops(model, device: str = "meta"):  # noqa: ANN001, ANN201
+    """FLOPs of one image through the graph that ``export`` writes, with the export graph: the
+    counter (total and per module) and the graph. 2 FLOPs per multiply-add of convolutions and
+    matrix products; element-wise operations not counted.
+
+    Args:
+        model: an otx_anomaly model (on ``device``).
+        device: where the example image is made (``meta``: shapes only).
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from otx_anomaly.deploy.export import _export_graph
 
-    model = build(model_name, backbone, image_size)
     graph = _export_graph(model)
-    with FlopCounterMode(display=False, depth=None) as counter:
-        graph(torch.empty(1, 3, image_size, image_size, device="meta"))
+    with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
+        graph(torch.zeros(1, 3, *model.input_size, device=device))
+    return counter, graph
+
+
+def graph_gflop(model) -> float:  # noqa: ANN001
+    """GFLOP of one image through a fitted model's exported graph (for the roofline in ``export_speed.py``)."""
+    return count_flops(model, "cpu")[0].get_total_flops() / 1e9
+
+
+def measure(model_name: str, backbone: str, image_size: int) -> dict:
+    model = build(model_name, backbone, image_size)
+    counter, graph = count_flops(model)
     per_module = counter.get_flop_counts()
     networks = ("feature_extractor",) if model_name == "Padim" else ("teacher_model", "student_model")
     backbone_flops = sum(sum(per_module.get(f"{type(graph).__name__}.model.{name}", {}).values()) for name in networks)

@@ -60,24 +60,6 @@ def measure_peaks(size: int = 2048, read_mb: int = 1024, repeats: int = 5) -> Ma
     return MachinePeaks(gemm_gflops=2 * size**3 / gemm_s / 1e9, read_gbps=big.numel() * 4 / read_s / 1e9)
 
 
-def model_gflop(model) -> float:  # noqa: ANN001
-    """GFLOP of one image through the exported graph (pre-processing, network, post-processing):
-    convolutions and matrix products at 2 FLOP per multiply-add, as ``benchmarks/model_cost.py``.
-
-    Args:
-        model: a fitted otx_anomaly model.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from otx_anomaly.deploy.export import _export_graph
-
-    graph = _export_graph(model.eval())
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        graph(torch.zeros(1, 3, *model.input_size))
-    return counter.get_total_flops() / 1e9
-
-
 if __name__ == "__main__":
     import torch
 

@@ -13,7 +13,7 @@ per request, and OpenVINO folds weight-only compression back to float32 for this
 Quantized as anomalib writes it, it ruined the scores (image F1 0.00); the export writes it in a
 scaled form (``otx_anomaly.models.distance``: unit-diagonal matrices, channels in units of their
 spread) where one 8-bit scale fits, and then it runs as an INT8 product. Measured on a 2-core Intel
-Xeon with AVX-512 VNNI and AMX (OpenVINO OPTIMIZATION_CAPABILITIES BF16 WINOGRAD FP32 FP16 INT8
+Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX; OpenVINO OPTIMIZATION_CAPABILITIES BF16 WINOGRAD FP32 FP16 INT8
 BIN), PaDiM resnet18 256x256, defaults, ``benchmarks/export_speed.py``: the product 9.1 ms -> 4.6 ms
 per image, PaDiM INT8 latency 2.08x FP32 on BSData ball screw (image AUROC FP32 0.9161, INT8
 0.9210; pixel 0.9884, 0.9888) and 1.69x on magnetic tiles, where the embedded resize of larger

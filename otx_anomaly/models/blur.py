@@ -2,8 +2,8 @@
 
 PaDiM smooths its upsampled map with a 33x33 Gaussian (sigma 4). A Gaussian kernel is the outer
 product of two 1-D kernels, so convolving with a column and then a row gives the same map with 66
-multiply-adds per pixel instead of 1089. Measured on a 2-core Intel Xeon with AVX-512 and AMX
-(OpenVINO's per-node counters, 256x256, FP32), the 2-D convolution took 9.9 ms of PaDiM's 36 ms;
+multiply-adds per pixel instead of 1089. Measured on a 2-core Intel Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI,
+AMX; OpenVINO's per-node counters, 256x256, FP32), the 2-D convolution took 9.9 ms of PaDiM's 36 ms;
 ``benchmarks/export_speed.py`` prints the stage profile on the machine it runs on.
 
 The module keeps anomalib's ``GaussianBlur2d`` interface and state (the 2-D ``kernel`` buffer, so

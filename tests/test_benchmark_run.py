@@ -104,3 +104,32 @@ def test_model_cost_counts_the_exported_graph():
     for cells in rows.values():
         gflops, backbone = float(cells[3]), float(cells[4])
         assert 0 < backbone <= gflops  # the backbone is found under the graph's module names
+
+
+@pytest.mark.parametrize(("series", "mode"), [([3.0, 2.0, 2.5, 2.0, 2.6, 1.5, 1.7, 1.8, 1.9], "min"),
+                                              ([0.5, 0.7, 0.7, 0.6, 0.65, 0.69, 0.8], "max"),
+                                              ([1.0, 0.9, 0.8, 0.7], "min")])
+def test_early_stopping_replay_equals_lightnings_callbacks(series, mode, monkeypatch, tmp_path):
+    """``benchmarks/early_stopping.py`` replays both rules on one trajectory: where Lightning's own
+    EarlyStopping stops and which epoch its ModelCheckpoint keeps, driven on the same series."""
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from early_stopping import replay
+
+    class Logged(BoringModel):
+        def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+            self.log("monitored", torch.tensor(series[self.current_epoch]))
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="monitored", mode=mode, filename="{epoch}")
+    trainer = pl.Trainer(max_epochs=len(series), callbacks=[EarlyStopping("monitored", mode=mode, patience=2),
+                                                            checkpoint],
+                         limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(Logged())
+    trained, kept = replay(series, mode, patience=2)
+    assert trained == trainer.current_epoch
+    assert Path(checkpoint.best_model_path).name == f"epoch={kept}.ckpt"

@@ -38,8 +38,10 @@ def fitted(padim_checkpoint, demo_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8(fitted):
+    """Quantized for a CPU with VNNI or AMX (the distance product too), whichever CPU runs the tests."""
     _, fp32, datamodule = fitted
-    return quantize(fp32, list(datamodule.train_data.samples.image_path))
+    return quantize(fp32, list(datamodule.train_data.samples.image_path),
+                    options=QuantizationOptions(quantize_distance=True))
 
 
 def test_int8_is_written_beside_the_fp32_model_with_its_metadata(fitted, int8):
@@ -85,6 +87,24 @@ def test_int8_keeps_the_distance_product_in_float_when_asked_or_for_older_export
     assert "distance_form" not in OpenVINOInferencer(older).metadata
     assert not [n for n in _quantized_consumers(quantize(older, calibration, tmp_path / "older_int8"))
                 if "anomaly_map_generator" in n]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx2", "avx512f", "avx512_vnni"}, True),
+                                                 ({"avx2", "avx_vnni"}, True), ({"avx2", "amx_int8"}, True),
+                                                 ({"avx2", "fma"}, False), (set(), False)])
+def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int8_dot_products(
+        flags, expected, monkeypatch, caplog):
+    """On AVX2 without VNNI OpenVINO's INT8 product is slower than FP32, so the default asks the CPU;
+    an explicit choice and unscaled (older) exports are not affected by it."""
+    from otx_anomaly.deploy import speed
+    from otx_anomaly.deploy.quantization import distance_in_int8
+
+    monkeypatch.setattr(speed, "cpu_model", lambda: ("Test CPU", frozenset(flags)))
+    with caplog.at_level("INFO", logger="otx_anomaly.deploy.quantization"):
+        assert distance_in_int8(QuantizationOptions(), "scaled") is expected
+    assert ("is quantized" if expected else "stays in float") in caplog.text and "Test CPU" in caplog.text
+    assert distance_in_int8(QuantizationOptions(quantize_distance=not expected), "scaled") is (not expected)
+    assert distance_in_int8(QuantizationOptions(quantize_distance=True), None) is False
 
 
 def test_int8_predicts_like_the_fp32_model(fitted, int8):

@@ -20,6 +20,15 @@ per image, PaDiM INT8 latency 2.08x FP32 on BSData ball screw (image AUROC FP32 
 frames weighs more (image 0.8542, 0.8554; pixel 0.6521, 0.6464). Older exports (no
 ``distance_form`` in their metadata) keep it in float.
 
+That pays only on a CPU with an INT8 dot-product instruction (:data:`INT8_DOT_PRODUCT_FLAGS`: VNNI or
+AMX), where OpenVINO runs it as a brgemm INT8 product. Without one, OpenVINO falls back to a generic
+INT8 GEMM (``jit_gemm_i8``) that is slower than the FP32 product: on a 2-core AMD EPYC with AVX2 only
+(OpenVINO OPTIMIZATION_CAPABILITIES FP32 INT8 BIN EXPORT_IMPORT), BSData, the same benchmark's stage
+profile gave the distance 22.2 ms in FP32 and 44.3 ms quantized, and PaDiM INT8 ran 0.73x FP32. So by
+default (``quantize_distance=None``) the product is quantized when the CPU running the
+quantization has such an instruction, as the model is usually quantized where it is served; set it
+to true or false to quantize for another CPU.
+
 The scope is the nodes matching those patterns *and every node they feed* (:func:`float_scope`):
 OpenVINO renames some nodes of the map generator (STFPM's product of the three layer maps became
 ``Multiply_6965`` and ``Multiply_7103``, the image score's ``ReduceMax`` lost its prefix), so the
@@ -61,6 +70,9 @@ FLOAT_SCOPE = (".*anomaly_map_generator.*", ".*post_processor.*")
 #: PaDiM's distance product, quantized when the export computes it in the scaled form
 #: (``distance_form`` :data:`~otx_anomaly.deploy.metadata.SCALED_DISTANCE`; see the module docstring).
 DISTANCE_PRODUCT = r"__module\.model\.anomaly_map_generator/aten::matmul/MatMul"
+#: ``/proc/cpuinfo`` flags of an INT8 dot-product instruction, without which OpenVINO's INT8
+#: distance product is slower than its FP32 one (see the module docstring).
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,10 @@ class QuantizationOptions:
         fast_bias_correction: NNCF's quicker bias correction. The full one (the default here) takes
             about twice as long and is what keeps STFPM within 0.01 image AUROC of FP32.
         quantize_distance: quantize PaDiM's distance product too (exports in the scaled form only;
-            older exports keep it in float): it reads a quarter of the bytes (see the module docstring).
+            older exports keep it in float): it reads a quarter of the bytes, but only a CPU with
+            VNNI or AMX turns that into speed. ``None`` (the default): quantize it when the CPU
+            running the quantization has one (:func:`distance_in_int8`); true or false decides
+            for another target CPU.
 
     Raises:
         QuantizationError: an option is out of range.
@@ -96,7 +111,7 @@ class QuantizationOptions:
     max_drop: float = 0.01
     keep_float: bool = True
     fast_bias_correction: bool = False
-    quantize_distance: bool = True
+    quantize_distance: bool | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -134,6 +149,30 @@ def float_scope(model: ov.Model, quantize_distance: bool = False) -> list[str]:
     if quantize_distance:
         names = {name for name in names if not re.fullmatch(DISTANCE_PRODUCT, name)}
     return sorted(names)
+
+
+def distance_in_int8(options: QuantizationOptions, distance_form: str | None) -> bool:
+    """Whether :func:`quantize` quantizes PaDiM's distance product, and a log line saying why.
+
+    Args:
+        options: ``options.quantize_distance`` decides; ``None`` asks this machine's CPU.
+        distance_form: the export's ``distance_form`` metadata (only the scaled form is quantized).
+    """
+    from otx_anomaly.deploy.speed import cpu_model
+
+    if distance_form != SCALED_DISTANCE:
+        return False
+    if options.quantize_distance is not None:
+        return options.quantize_distance
+    name, flags = cpu_model()
+    found = [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags]
+    if found:
+        logger.info("PaDiM's distance product is quantized: this CPU (%s) has %s.", name, " ".join(found))
+    else:
+        logger.info("PaDiM's distance product stays in float: this CPU (%s) has no VNNI or AMX, where OpenVINO's "
+                    "INT8 product is slower than FP32. Set quantize_distance true to quantize it for a CPU that "
+                    "has them.", name)
+    return bool(found)
 
 
 def _read_model(model_path: Path) -> tuple[OpenVINOInferencer, ov.Model]:
@@ -189,8 +228,7 @@ def quantize(
                     "activation ranges.", len(calibration_images), options.subset_size)
     subset = min(options.subset_size, len(calibration_images))
     calibration = nncf.Dataset(calibration_images, lambda image: source.preprocess(image)[0])
-    scaled = source.metadata.get("distance_form") == SCALED_DISTANCE
-    floats = float_scope(model, quantize_distance=options.quantize_distance and scaled)
+    floats = float_scope(model, quantize_distance=distance_in_int8(options, source.metadata.get("distance_form")))
     ignored = nncf.IgnoredScope(names=floats, validate=False) if options.keep_float else None
     common = {"subset_size": subset, "ignored_scope": ignored, "fast_bias_correction": options.fast_bias_correction}
     with _quiet_node_lists():

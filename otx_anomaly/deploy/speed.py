@@ -92,20 +92,27 @@ def model_size_mb(model_path: str | Path) -> float:
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
-def cpu_description() -> str:
-    """The CPU's model name and instruction sets, as ``/proc/cpuinfo`` and OpenVINO report them:
-    every speed figure needs it (``AMD EPYC; ISA avx2; OpenVINO FP32 INT8 BIN``)."""
+def cpu_model() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and its instruction-set flags as ``/proc/cpuinfo`` lists them (no flags
+    where there is no such file, as on Windows and macOS)."""
     import platform
 
-    name, flags = platform.processor() or platform.machine(), set()
+    name, flags = platform.processor() or platform.machine(), frozenset()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
             elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+                flags = frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return name, flags
+
+
+def cpu_description() -> str:
+    """The CPU's model name and instruction sets, as ``/proc/cpuinfo`` and OpenVINO report them:
+    every speed figure needs it (``AMD EPYC; ISA avx2; OpenVINO FP32 INT8 BIN``)."""
+    name, flags = cpu_model()
     try:
         capabilities = " ".join(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except RuntimeError:

@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="test images timed (the first, sorted by path)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration", type=int, default=300, help="INT8 calibration images (train/good)")
+    parser.add_argument("--models", nargs="+", choices=("Padim", "Stfpm"), default=["Padim", "Stfpm"])
     parser.add_argument("--stfpm-epochs", type=int, default=5,
                         help="STFPM training epochs (enough for the FP32 and INT8 AUROC to be comparable)")
     args = parser.parse_args()
@@ -146,7 +147,7 @@ def main() -> None:
     print(f"{len(images)} test images of {args.root / args.category} timed, latency = median of {args.repeats} "
           f"passes at batch 1; AUROC over all {len(labeled)} test images\n")
     speed_rows, stage_rows, cost_rows = [], [], []
-    for model_class in (Padim, Stfpm):
+    for model_class in [m for m in (Padim, Stfpm) if m.__name__ in args.models]:
         pl.seed_everything(0, verbose=False)
         kwargs = {"backbone_weights": args.weights} if args.weights else {"pre_trained": False}
         model = model_class(task="segmentation", **kwargs)

@@ -107,6 +107,25 @@ def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int
     assert distance_in_int8(QuantizationOptions(quantize_distance=True), None) is False
 
 
+def test_calibration_frames_come_at_the_input_size_with_the_activations_of_the_original(fitted):
+    """NNCF sees one input shape (OpenVINO prepares each new shape once, slowly), and the graph's
+    resize of a frame already at the input size is the identity: the same map as the original frame."""
+    import numpy as np
+
+    from otx_anomaly.deploy.quantization import calibration_input
+    from otx_anomaly.io.images import load_image, resize_image
+
+    _, fp32, datamodule = fitted
+    source = OpenVINOInferencer(fp32)
+    image = load_image(datamodule.test_data.samples.image_path.iloc[-1])
+    frame = resize_image(image, (image.shape[0] * 2 + 3, image.shape[1] * 3 + 1))  # another size than the input
+    calibration = calibration_input(source, frame)
+    assert calibration.shape == (1, *source.input_size, 3) and calibration.dtype == np.uint8
+    original, resized = source.infer(source.preprocess(frame)[0]), source.infer(calibration)
+    scale = float(np.abs(original["anomaly_map"]).max())
+    assert np.abs(original["anomaly_map"] - resized["anomaly_map"]).max() < 0.05 * scale  # uint8 rounding: ~0.02
+
+
 def test_int8_predicts_like_the_fp32_model(fitted, int8):
     _, fp32, datamodule = fitted
     test = labeled_images(datamodule.test_data.samples)

@@ -39,7 +39,8 @@ BATCH_SIZES = (1, 8, 32)
 
 
 def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: Path, repeats: int = 5,
-                  calibration_size: int = 300) -> tuple[dict[str, dict[str, float]], dict[str, Path]]:
+                  calibration_size: int = 300, quantize_distance: bool | None = None,
+                  ) -> tuple[dict[str, dict[str, float]], dict[str, Path]]:
     """Export ``model`` (fitted) to OpenVINO FP32 and FP16, quantize INT8 on ``calibration`` (normal
     images), and time eager PyTorch and each engine on the same preprocessed ``images``.
 
@@ -57,7 +58,7 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
 
     paths = {p: export_model(model, workdir / p.lower(), precision=p) for p in ("FP32", "FP16")}
     paths["INT8"] = quantize(paths["FP32"], calibration, workdir / "int8",
-                             QuantizationOptions(subset_size=calibration_size))
+                             QuantizationOptions(subset_size=calibration_size, quantize_distance=quantize_distance))
     engines = {p: OpenVINOInferencer(path) for p, path in paths.items()}
     inputs = [engines["FP32"].preprocess(path)[0] for path in images]  # the frames as decoded: both resize
     batch_inputs = inputs  # one request holds frames of one size: mixed sizes are resized to the model's first
@@ -119,6 +120,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="test images timed (the first, sorted by path)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration", type=int, default=300, help="INT8 calibration images (train/good)")
+    parser.add_argument("--quantize-distance", choices=("auto", "true", "false"), default="auto",
+                        help="PaDiM's distance product in INT8 (QuantizationOptions.quantize_distance; auto: "
+                             "where this CPU has VNNI or AMX)")
     parser.add_argument("--models", nargs="+", choices=("Padim", "Stfpm"), default=["Padim", "Stfpm"])
     parser.add_argument("--stfpm-epochs", type=int, default=5,
                         help="STFPM training epochs (enough for the FP32 and INT8 AUROC to be comparable)")
@@ -158,7 +162,8 @@ def main() -> None:
                                  logger=False, enable_progress_bar=False, enable_model_summary=False,
                                  enable_checkpointing=False)
             trainer.fit(model, datamodule=MVTecDataModule(root=args.root, category=args.category, num_workers=0))
-            rows, paths = engine_speeds(model, images, calibration, Path(tmp), args.repeats, args.calibration)
+            rows, paths = engine_speeds(model, images, calibration, Path(tmp), args.repeats, args.calibration,
+                                        {"auto": None, "true": True, "false": False}[args.quantize_distance])
             accuracy = dict(zip(paths, evaluate_models(list(paths.values()), labeled,
                                                        ("image_AUROC", "pixel_AUROC")), strict=True))
             eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]

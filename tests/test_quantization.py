@@ -109,7 +109,8 @@ def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int
 
 def test_calibration_frames_come_at_the_input_size_with_the_activations_of_the_original(fitted):
     """NNCF sees one input shape (OpenVINO prepares each new shape once, slowly), and the graph's
-    resize of a frame already at the input size is the identity: the same map as the original frame."""
+    resize of a frame already at the input size keeps it: nearly the original frame's map (the
+    resized pixels are rounded to uint8)."""
     import numpy as np
 
     from otx_anomaly.deploy.quantization import calibration_input

@@ -24,8 +24,8 @@ That pays only on a CPU with an INT8 dot-product instruction (:data:`INT8_DOT_PR
 AMX), where OpenVINO runs it as a brgemm INT8 product. Without one, OpenVINO falls back to a generic
 INT8 GEMM (``jit_gemm_i8``) that is slower than the FP32 product: on a 2-core AMD EPYC with AVX2 only
 (OpenVINO OPTIMIZATION_CAPABILITIES FP32 INT8 BIN EXPORT_IMPORT), BSData, the same benchmark's stage
-profile gave the distance 22.2 ms in FP32 and 44.3 ms quantized, and PaDiM INT8 ran 0.73x FP32. So by
-default (``quantize_distance=None``) the product is quantized when the CPU running the
+profile (``--quantize-distance true``) gave the distance 22.2 ms in FP32 and 44.3 ms quantized, and
+PaDiM INT8 ran 0.73x FP32. So by default (``quantize_distance=None``) the product is quantized when the CPU running the
 quantization has such an instruction, as the model is usually quantized where it is served; set it
 to true or false to quantize for another CPU.
 
@@ -57,6 +57,7 @@ from typing import Any, Literal
 import numpy as np
 import openvino as ov
 
+from otx_anomaly.deploy import speed
 from otx_anomaly.deploy.accuracy import METRICS, LabeledImage, metrics_of, prepare, run
 from otx_anomaly.deploy.inferencer import OpenVINOInferencer
 from otx_anomaly.deploy.metadata import MODEL_INFO, SCALED_DISTANCE
@@ -159,13 +160,11 @@ def distance_in_int8(options: QuantizationOptions, distance_form: str | None) ->
         options: ``options.quantize_distance`` decides; ``None`` asks this machine's CPU.
         distance_form: the export's ``distance_form`` metadata (only the scaled form is quantized).
     """
-    from otx_anomaly.deploy.speed import cpu_model
-
     if distance_form != SCALED_DISTANCE:
         return False
     if options.quantize_distance is not None:
         return options.quantize_distance
-    name, flags = cpu_model()
+    name, flags = speed.cpu_model()
     found = [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags]
     if found:
         logger.info("PaDiM's distance product is quantized: this CPU (%s) has %s.", name, " ".join(found))
@@ -182,7 +181,7 @@ def calibration_input(source: OpenVINOInferencer, image: str | Path | np.ndarray
     The embedded resize of a frame that already has the input size leaves it as it is, so NNCF
     collects nearly the original frame's activations (the resized pixels are rounded to uint8: PaDiM's
     map moved by 1.8 to 2.4% of its maximum on magnetic-tile frames), and NNCF sees one input shape:
-    OpenVINO prepares every new input shape on its first inference (measured 0.7 to 0.9 s per new
+    OpenVINO prepares every new input shape on its first inference (a one-off reading: 0.7 to 0.9 s per new
     size, FP32 and INT8, 2-core AMD EPYC with AVX2), which calibration on frames of mixed sizes paid
     once per image and bias-correction pass.
 

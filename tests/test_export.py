@@ -32,6 +32,25 @@ def test_openvino_fp32_predicts_as_the_lightning_model(task, padim_checkpoint, d
     assert_same_predictions(expected, inferencer)
 
 
+@pytest.mark.parametrize("frame", [(30, 50), (64, 80), (200, 97), (333, 517)],
+                         ids=["upscale", "same-size", "mixed", "downscale"])
+def test_the_embedded_resize_is_trainings_antialiased_resize_at_any_frame_size(frame):
+    """The graph's pre-processing gives what training's torchvision ``Resize`` gives, batch of two."""
+    import openvino.opset13 as ops
+    import torch
+    import torchvision.transforms.v2.functional as F
+
+    from otx_anomaly.deploy.export import embed_preprocessing
+
+    parameter = ops.parameter([1, 3, 64, 80], ov.Type.f32)
+    graph = embed_preprocessing(ov.Model([ops.multiply(parameter, ops.constant(np.float32(1)))], [parameter]), 64, 80)
+    compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    bgr = np.random.default_rng(sum(frame)).integers(0, 256, (2, *frame, 3), dtype=np.uint8)
+    rgb = torch.from_numpy(bgr[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
+    expected = F.resize(rgb, [64, 80], antialias=True).numpy()
+    assert np.abs(compiled(bgr)[0] - expected).max() < 1e-5
+
+
 def test_metadata_round_trips_through_openvino_alone(padim_checkpoint, tmp_path):
     model = Padim.load_from_checkpoint(padim_checkpoint, task="detection")
     path = export_model(model, tmp_path / "fp32")

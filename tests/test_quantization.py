@@ -19,6 +19,7 @@ from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, evaluate
 from otx_anomaly.deploy.export import export_model
 from otx_anomaly.deploy.metadata import read_metadata
 from otx_anomaly.deploy.quantization import is_quantized
+from otx_anomaly.deploy.resize import RESIZE_PREFIX
 from otx_anomaly.errors import ConfigError, MetadataError, QuantizationError
 from otx_anomaly.models import Padim
 from tests.helpers import SMALL
@@ -71,6 +72,7 @@ def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_
     product = {n for n in consumers if re.fullmatch(DISTANCE_PRODUCT, n)}
     assert any("feature_extractor" in n for n in consumers) and len(product) == 1
     assert not [n for n in consumers - product if "anomaly_map_generator" in n or "post_processor" in n]
+    assert not [n for n in consumers if n.startswith(RESIZE_PREFIX)], "the embedded resize stays in float"
     assert OpenVINOInferencer(fitted[1]).metadata["distance_form"] == "scaled"
 
 
@@ -105,26 +107,6 @@ def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int
     assert ("is quantized" if expected else "stays in float") in caplog.text and "Test CPU" in caplog.text
     assert distance_in_int8(QuantizationOptions(quantize_distance=not expected), "scaled") is (not expected)
     assert distance_in_int8(QuantizationOptions(quantize_distance=True), None) is False
-
-
-def test_calibration_frames_come_at_the_input_size_with_the_activations_of_the_original(fitted):
-    """NNCF sees one input shape (OpenVINO prepares each new shape once, slowly), and the graph's
-    resize of a frame already at the input size keeps it: nearly the original frame's map (the
-    resized pixels are rounded to uint8)."""
-    import numpy as np
-
-    from otx_anomaly.deploy.quantization import calibration_input
-    from otx_anomaly.io.images import load_image, resize_image
-
-    _, fp32, datamodule = fitted
-    source = OpenVINOInferencer(fp32)
-    image = load_image(datamodule.test_data.samples.image_path.iloc[-1])
-    frame = resize_image(image, (image.shape[0] * 2 + 3, image.shape[1] * 3 + 1))  # another size than the input
-    calibration = calibration_input(source, frame)
-    assert calibration.shape == (1, *source.input_size, 3) and calibration.dtype == np.uint8
-    original, resized = source.infer(source.preprocess(frame)[0]), source.infer(calibration)
-    scale = float(np.abs(original["anomaly_map"]).max())
-    assert np.abs(original["anomaly_map"] - resized["anomaly_map"]).max() < 0.05 * scale  # uint8 rounding: ~0.02
 
 
 def test_int8_predicts_like_the_fp32_model(fitted, int8):

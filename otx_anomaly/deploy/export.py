@@ -9,11 +9,12 @@ The OpenVINO IR takes images as OpenCV gives them, so that OpenVINO Model API
 (``Model.create_model(xml)``) and OpenVINO Model Server run it unchanged: uint8, BGR, NHWC, any
 height and width, any batch (``[?, ?, ?, 3]``; the images of one batch share a size). OpenVINO's
 ``PrePostProcessor`` embeds the pre-processing: to float, resize to the model's input size with
-``RESIZE_BILINEAR_PILLOW`` (Pillow's antialiased bilinear, which torchvision's ``Resize`` used in
-training follows: within 4e-6 on a [0, 1] scale, against 0.026 for a plain linear resize), BGR to
-RGB, divide by 255. The metadata says ``embedded_processing: True``, so Model API adds no
-pre-processing of its own. The ONNX file keeps the plain float input (RGB in [0, 1], NCHW, at the
-input size) for tools that bring their own pre-processing.
+Pillow's antialiased bilinear filter, which torchvision's ``Resize`` used in training follows (built
+from plain operations, :mod:`otx_anomaly.deploy.resize` says why; a plain linear resize would differ
+by 0.026 on a [0, 1] scale), BGR to RGB, divide by 255. The metadata says
+``embedded_processing: True``, so Model API adds no pre-processing of its own. The ONNX file keeps
+the plain float input (RGB in [0, 1], NCHW, at the input size) for tools that bring their own
+pre-processing.
 
 Why not anomalib's ``AnomalibModule.to_openvino``: it traces the LightningModule itself (whose
 trainer-bound properties break outside a fit), writes its files in place (an interrupted export
@@ -119,15 +120,17 @@ def embed_preprocessing(ov_model: Any, height: int, width: int) -> Any:
         width: the model's input width.
     """
     import openvino as ov
-    from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    from otx_anomaly.deploy.resize import antialiased_resize
 
     ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, 3, height, width])})  # dynamic batch
     ppp = PrePostProcessor(ov_model)
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
         ColorFormat.BGR).set_shape([-1, -1, -1, 3])
     ppp.input().model().set_layout(ov.Layout("NCHW"))
-    ppp.input().preprocess().convert_element_type(ov.Type.f32).resize(
-        ResizeAlgorithm.RESIZE_BILINEAR_PILLOW, height, width).convert_color(ColorFormat.RGB).scale(255.0)
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_layout(ov.Layout("NCHW")).custom(
+        lambda image: antialiased_resize(image, height, width)).convert_color(ColorFormat.RGB).scale(255.0)
     return ppp.build()
 
 

@@ -61,9 +61,9 @@ from otx_anomaly.deploy import speed
 from otx_anomaly.deploy.accuracy import METRICS, LabeledImage, metrics_of, prepare, run
 from otx_anomaly.deploy.inferencer import OpenVINOInferencer
 from otx_anomaly.deploy.metadata import MODEL_INFO, SCALED_DISTANCE
+from otx_anomaly.deploy.resize import RESIZE_PREFIX
 from otx_anomaly.errors import QuantizationError
 from otx_anomaly.io.files import replace_folder, staging_folder
-from otx_anomaly.io.images import load_image, resize_image
 
 logger = logging.getLogger(__name__)
 
@@ -175,25 +175,6 @@ def distance_in_int8(options: QuantizationOptions, distance_form: str | None) ->
     return bool(found)
 
 
-def calibration_input(source: OpenVINOInferencer, image: str | Path | np.ndarray) -> np.ndarray:
-    """One calibration image as the graph's input, already at the model's input size.
-
-    The embedded resize of a frame that already has the input size leaves it as it is, so NNCF
-    collects nearly the original frame's activations (the resized pixels are rounded to uint8: PaDiM's
-    map moved by 1.8 to 2.4% of its maximum on magnetic-tile frames), and NNCF sees one input shape:
-    OpenVINO prepares every new input shape on its first inference (a one-off reading: 0.7 to 0.9 s per new
-    size, FP32 and INT8, 2-core AMD EPYC with AVX2), which calibration on frames of mixed sizes paid
-    once per image and bias-correction pass.
-
-    Args:
-        source: the FP32 model's inferencer.
-        image: a calibration image (path or array).
-    """
-    if not source.embedded:
-        return source.preprocess(image)[0]
-    return source.preprocess(resize_image(load_image(image), source.input_size))[0]
-
-
 def _read_model(model_path: Path) -> tuple[OpenVINOInferencer, ov.Model]:
     source = OpenVINOInferencer(model_path)  # a missing file, foreign model or missing metadata is a clear error
     model = ov.Core().read_model(model_path)
@@ -246,9 +227,11 @@ def quantize(
         logger.info("Calibrating on all %d normal images (fewer than subset_size=%d); more images give steadier "
                     "activation ranges.", len(calibration_images), options.subset_size)
     subset = min(options.subset_size, len(calibration_images))
-    calibration = nncf.Dataset(calibration_images, lambda image: calibration_input(source, image))
+    calibration = nncf.Dataset(calibration_images, lambda image: source.preprocess(image)[0])
     floats = float_scope(model, quantize_distance=distance_in_int8(options, source.metadata.get("distance_form")))
-    ignored = nncf.IgnoredScope(names=floats, validate=False) if options.keep_float else None
+    # the embedded resize stays in float always (pixel values in, pixel values out: nothing to gain)
+    ignored = nncf.IgnoredScope(names=floats if options.keep_float else [], patterns=[re.escape(RESIZE_PREFIX) + ".*"],
+                                validate=False)
     common = {"subset_size": subset, "ignored_scope": ignored, "fast_bias_correction": options.fast_bias_correction}
     with _quiet_node_lists():
         if validation is not None:

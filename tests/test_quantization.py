@@ -76,6 +76,20 @@ def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_
     assert OpenVINOInferencer(fitted[1]).metadata["distance_form"] == "scaled"
 
 
+@pytest.mark.parametrize(("flags", "warned"), [({"avx2", "fma"}, True), ({"avx2", "avx512_vnni"}, False),
+                                               (set(), False)])
+def test_quantizing_on_a_cpu_without_int8_dot_products_says_int8_gains_little_there(
+        flags, warned, fitted, tmp_path, monkeypatch, caplog):
+    """AVX2 without VNNI runs INT8 in about the FP32 time; unknown flags (not Linux) say nothing."""
+    from otx_anomaly.deploy import speed
+
+    _, fp32, datamodule = fitted
+    monkeypatch.setattr(speed, "cpu_model", lambda: ("Test CPU", frozenset(flags)))
+    with caplog.at_level("WARNING", logger="otx_anomaly.deploy.quantization"):
+        quantize(fp32, list(datamodule.train_data.samples.image_path)[:4], tmp_path / "int8")
+    assert ("Test CPU) has no VNNI or AMX" in caplog.text) is warned
+
+
 def test_int8_keeps_the_distance_product_in_float_when_asked_or_for_older_exports(fitted, tmp_path):
     _, fp32, datamodule = fitted
     calibration = list(datamodule.train_data.samples.image_path)

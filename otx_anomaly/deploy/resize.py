@@ -2,16 +2,18 @@
 training) built from plain OpenVINO operations, for inputs of any size.
 
 Why not OpenVINO's own ``RESIZE_BILINEAR_PILLOW`` (``Interpolate-11``): its CPU kernel is prepared
-anew for every input size it has not seen, and that preparation grows with the frame, 0.4 s for a
-64x64 frame, 0.7 s for 300x400, 3.6 s for 1024x1024 and 12 s for 2048x2048, against 2 to 75 ms for
-the resize itself (``benchmarks/resize_speed.py``). A camera with one frame size pays it once; a
-dataset of crops of many sizes (magnetic tiles: every frame differs) paid it on every image.
+anew for every input size it has not seen, and that preparation grows with the frame: 0.3 s for a
+64x64 frame, 0.7 s for 300x400, 3.9 s for 1024x1024 and 10 s for 2048x1536, against 3 to 70 ms for
+the resize itself once prepared (``benchmarks/resize_speed.py``, 2-core AMD EPYC with AVX2 only). A
+camera with one frame size pays it once; a dataset of crops of many sizes (magnetic tiles: every
+frame differs) paid it on every image. Here a new size costs 6 to 106 ms, and a seen one 0.83x to
+1.76x the old kernel's speed.
 
 The same filter as two products with weights computed in the graph from the input's shape: Pillow's
 triangle filter, support ``max(in / out, 1)``, the taps inside the image, normalized. Rows first, as
 a gather of the few rows each output row reads (their count follows from the scale), then the
 columns as one matrix product. Against ``Interpolate-11``: within 1.2e-5 on a [0, 1] scale, and
-within 3e-7 of torchvision's antialiased resize where ``Interpolate-11`` is 1.2e-5 off. The cost of
+within 4e-7 of torchvision's antialiased resize where ``Interpolate-11`` is 1.1e-5 off. The cost of
 a new size is the shape inference of plain operations (tens of milliseconds).
 """
 

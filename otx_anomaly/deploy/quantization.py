@@ -153,16 +153,17 @@ def float_scope(model: ov.Model, quantize_distance: bool = False) -> list[str]:
     return sorted(names)
 
 
-def int8_dot_products() -> tuple[str, list[str]]:
-    """This CPU's name and which of :data:`INT8_DOT_PRODUCT_FLAGS` it has."""
+def int8_dot_products() -> tuple[str, list[str] | None]:
+    """This CPU's name and which of :data:`INT8_DOT_PRODUCT_FLAGS` it has (``None``: its flags are
+    unknown, as off Linux)."""
     name, flags = speed.cpu_model()
-    return name, [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags]
+    return name, [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags] if flags else None
 
 
 def _warn_where_int8_gains_little() -> None:
     """Say so where INT8 will not be faster than FP32 on the CPU that quantizes (often the one that serves)."""
     name, found = int8_dot_products()
-    if speed.cpu_model()[1] and not found:  # no flags at all: not Linux, nothing known
+    if found == []:  # flags known, none of them
         logger.warning(
             "This CPU (%s) has no VNNI or AMX: OpenVINO runs INT8 here in about the FP32 time (0.90x to 1.05x FP32 "
             "latency measured on a 2-core AMD EPYC with AVX2 only, docs/quantization.md). The INT8 model pays off "

@@ -25,8 +25,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-#: friendly-name prefix of the resize's nodes (NNCF leaves them in float; the speed profile counts
-#: them as pre-processing)
+#: friendly-name prefix of the resize's nodes (quantization leaves them in float by it)
 RESIZE_PREFIX = "otx_resize/"
 
 
@@ -35,8 +34,8 @@ def _f32(value: float) -> Any:
 
 
 def _filter(length: Any, out: int) -> tuple[Any, Any, Any]:
-    """Pillow's triangle filter from ``length`` input samples to ``out``: the first tap of each output
-    sample and the tap count (both as float), and a function of the tap positions giving the weights."""
+    """Pillow's triangle filter from ``length`` input samples to ``out``: each output sample's centre
+    (out, 1), the filter's half-width, and a function of the tap positions giving the weights."""
     size = ops.convert(length, ov.Type.f32)
     scale = ops.divide(size, _f32(out))
     support = ops.maximum(scale, _f32(1.0))  # a downscale widens the filter; an upscale keeps width 1
@@ -50,13 +49,14 @@ def _filter(length: Any, out: int) -> tuple[Any, Any, Any]:
         weight = ops.multiply(weight, ops.convert(inside, ov.Type.f32))
         return ops.divide(weight, ops.reduce_sum(weight, ops.constant([1]), keep_dims=True))
 
-    return ops.floor(ops.subtract(centers, support)), ops.add(ops.multiply(ops.ceiling(support), _f32(2.0)),
-                                                              _f32(1.0)), weights
+    return centers, support, weights
 
 
 def _resize_rows(image: Any, height: Any, out: int) -> Any:
     """(N, C, height, W) -> (N, C, out, W): each output row a weighted sum of the rows it reads."""
-    first, count, weights = _filter(height, out)
+    centers, support, weights = _filter(height, out)
+    first = ops.floor(ops.subtract(centers, support))
+    count = ops.add(ops.multiply(ops.ceiling(support), _f32(2.0)), _f32(1.0))  # taps that can reach the filter
     taps = ops.add(first, ops.unsqueeze(ops.range(_f32(0.0), count, _f32(1.0), ov.Type.f32), ops.constant(0)))
     index = ops.minimum(ops.convert(ops.relu(taps), ov.Type.i64), ops.subtract(height, ops.constant(np.int64(1))))
     rows = ops.gather(image, index, ops.constant(2))  # (N, C, out, k, W)

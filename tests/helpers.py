@@ -46,6 +46,7 @@ def assert_same_predictions(lightning_predictions, inferencer, score_tolerance=1
         got = inferencer.predict(expected.image_path)
         assert got.task is expected.task
         assert got.pred_score == pytest.approx(expected.pred_score, abs=score_tolerance)
+        assert got.raw_score == pytest.approx(expected.raw_score, rel=score_tolerance), "the unclipped score too"
         assert got.pred_label == expected.pred_label, expected.image_path
         if expected.pred_boxes is not None:
             assert got.pred_boxes.shape == expected.pred_boxes.shape, expected.image_path
@@ -56,6 +57,7 @@ def assert_same_predictions(lightning_predictions, inferencer, score_tolerance=1
             iou = (got.pred_mask & expected.pred_mask).sum() / union if union else 1.0
             assert iou >= min_mask_iou, (expected.image_path, iou)
             assert got.anomaly_map.shape == expected.anomaly_map.shape
+            assert got.raw_anomaly_map.shape == expected.raw_anomaly_map.shape
 
 
 def write_image(path: Path, size=SIZE, value=100) -> Path:

@@ -16,7 +16,8 @@ import pytest
 from otx_anomaly.callbacks import OpenVINOExport
 from otx_anomaly.cli import main
 from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, evaluate, labeled_images, quantize
-from otx_anomaly.deploy.export import export_model
+from otx_anomaly.deploy.export import OUTPUT_NAMES, export_model
+from otx_anomaly.deploy.inferencer import expose_raw_outputs
 from otx_anomaly.deploy.metadata import read_metadata
 from otx_anomaly.deploy.quantization import is_quantized
 from otx_anomaly.deploy.resize import RESIZE_PREFIX
@@ -183,6 +184,8 @@ def test_accuracy_control_quantizes_within_the_allowed_drop(fitted, tmp_path, mo
     before, after = evaluate(fp32, validation, ["image_AUROC"]), evaluate(int8, validation, ["image_AUROC"])
     assert after["image_AUROC"] >= before["image_AUROC"] - 0.01
     assert len(calls) == 1 and calls[0]["max_drop"] == 0.01  # NNCF's accuracy control ran, not plain PTQ
+    saved = ov.Core().read_model(int8)  # it ranked raw scores; the model it saved has the four outputs still
+    assert [o.get_any_name() for o in saved.outputs] == list(OUTPUT_NAMES) and expose_raw_outputs(saved)
 
 
 def test_an_interrupted_quantization_leaves_the_previous_model(fitted, int8, monkeypatch):

@@ -1,22 +1,33 @@
-"""Accuracy of exported models on labeled images, from the graph's normalized outputs (no torch).
+"""Accuracy of exported models on labeled images, computed from the graph itself (no torch).
 
 Used to compare an FP32 model with its INT8 copy (``optimize``, benchmarks) and by NNCF's accuracy
-control. Labels come from the task head's one decision rule (:func:`otx_anomaly.heads.is_anomalous`).
+control. Labels come from the task head's one decision rule (:func:`otx_anomaly.heads.is_anomalous`)
+on the normalized score. The AUROCs rank the network's raw score and map, as anomalib's metrics do
+for the Lightning model: the graph's normalized outputs are clipped to [0, 1], so every image beyond
+the validation range reads 1.0 and their ties lower the AUROC. With normal-only validation that range
+holds no defect, and on BSData (PaDiM) the clipped scores gave an image AUROC of 0.923 where the same
+model in Lightning gives 0.932. The export names the raw tensors (``RAW_TENSOR_NAMES``) without
+making them outputs; the inferencer adds them. Exports that predate the names are ranked on their
+clipped outputs, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from otx_anomaly.deploy.export import RAW_TENSOR_NAMES
 from otx_anomaly.deploy.inferencer import OpenVINOInferencer
 from otx_anomaly.errors import ConfigError
 from otx_anomaly.heads import is_anomalous
 from otx_anomaly.io.images import open_mask, resize_image
 from otx_anomaly.results.evaluation import binary_auroc, f1_score
+
+logger = logging.getLogger(__name__)
 
 #: Metrics that :func:`evaluate` computes and accuracy control can hold.
 METRICS = ("image_AUROC", "image_F1", "pixel_AUROC")
@@ -75,22 +86,37 @@ def prepare(source: OpenVINOInferencer, samples: Sequence[LabeledImage]) -> list
     return prepared
 
 
-def run(compiled: Callable[[np.ndarray], Any], tensors: Sequence[np.ndarray]) -> list[tuple[float, np.ndarray]]:
-    """(normalized score, anomaly map) of each input, from a compiled model.
+class Outputs(NamedTuple):
+    """What the metrics read of one image: the raw ``score`` and ``anomaly_map`` (the normalized
+    ones for exports without raw tensors) and the ``normalized_score`` the threshold applies to."""
+
+    score: float
+    normalized_score: float
+    anomaly_map: np.ndarray
+
+
+def run(compiled: Callable[[np.ndarray], Any], tensors: Sequence[np.ndarray]) -> list[Outputs]:
+    """The :class:`Outputs` of each input, from a compiled model.
 
     Args:
-        compiled: an ``openvino.CompiledModel``.
+        compiled: an ``openvino.CompiledModel`` (with the raw outputs where
+            :func:`~otx_anomaly.deploy.inferencer.expose_raw_outputs` added them).
         tensors: preprocessed (1, 3, H, W) inputs.
     """
     outputs = []
     for tensor in tensors:
         result = compiled(tensor)
         named = {output.get_any_name(): result[output] for output in compiled.outputs}
-        outputs.append((float(np.asarray(named["pred_score"]).reshape(-1)[0]), np.asarray(named["anomaly_map"])))
+        score, anomaly_map = (named.get(RAW_TENSOR_NAMES[name], named[name]) for name in ("pred_score", "anomaly_map"))
+        outputs.append(Outputs(_scalar(score), _scalar(named["pred_score"]), np.asarray(anomaly_map)))
     return outputs
 
 
-def metrics_of(outputs: list[tuple[float, np.ndarray]], samples: Sequence[Prepared],
+def _scalar(value: Any) -> float:
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def metrics_of(outputs: Sequence[Outputs], samples: Sequence[Prepared],
                names: Sequence[str]) -> dict[str, float]:
     """The metrics ``names`` of a model's outputs on prepared samples (NaN where undefined).
 
@@ -99,18 +125,18 @@ def metrics_of(outputs: list[tuple[float, np.ndarray]], samples: Sequence[Prepar
         samples: as :func:`prepare` returns them.
         names: some of :data:`METRICS`.
     """
-    scores = np.array([score for score, _ in outputs])
+    scores = np.array([output.score for output in outputs])
     labels = np.array([label for _, label, _ in samples], bool)
     values = {}
     if "image_AUROC" in names:
         values["image_AUROC"] = _or_nan(binary_auroc(scores, labels))
     if "image_F1" in names:
-        predicted = is_anomalous(scores)
+        predicted = is_anomalous(np.array([output.normalized_score for output in outputs]))
         values["image_F1"] = f1_score(int((predicted & labels).sum()), int((predicted & ~labels).sum()),
                                       int((~predicted & labels).sum()))
     if "pixel_AUROC" in names:
-        pairs = [(np.asarray(m).reshape(-1), mask.reshape(-1))
-                 for (_, m), (_, _, mask) in zip(outputs, samples, strict=True) if mask is not None]
+        pairs = [(output.anomaly_map.reshape(-1), mask.reshape(-1))
+                 for output, (_, _, mask) in zip(outputs, samples, strict=True) if mask is not None]
         if pairs:
             values["pixel_AUROC"] = _or_nan(binary_auroc(np.concatenate([m for m, _ in pairs]),
                                                          np.concatenate([k for _, k in pairs])))
@@ -123,10 +149,11 @@ def _or_nan(value: float | None) -> float:
 
 def evaluate(model: str | Path | OpenVINOInferencer, samples: Sequence[LabeledImage],
              metrics: Sequence[str] = METRICS) -> dict[str, float]:
-    """Metrics of an exported model on labeled images, from the graph's normalized outputs.
+    """Metrics of an exported model on labeled images.
 
-    Image F1 uses the embedded threshold (0.5 on the normalized score); pixel AUROC is computed at
-    the model's input size over the images that have masks (normal images count as all-normal).
+    The AUROCs rank the raw score and map (see the module's docstring); image F1 uses the embedded
+    threshold (0.5 on the normalized score); pixel AUROC is computed at the model's input size over
+    the images that have masks (normal images count as all-normal).
 
     Args:
         model: a ``model.xml`` or an inferencer.
@@ -148,6 +175,11 @@ def evaluate_models(models: Sequence[str | Path | OpenVINOInferencer], samples: 
     """
     check_metrics(metrics)
     inferencers = [m if isinstance(m, OpenVINOInferencer) else OpenVINOInferencer(m) for m in models]
+    for inferencer in inferencers:
+        if not inferencer.raw_outputs:
+            logger.warning("%s was exported before its raw scores were named: its AUROCs rank the clipped normalized "
+                           "scores and can read lower than the Lightning model's. Export it again to fix.",
+                           inferencer.path)
     prepared = prepare(inferencers[0], samples)
     tensors = [x for x, _, _ in prepared]
     return [metrics_of(run(inferencer.compiled, tensors), prepared, metrics) for inferencer in inferencers]

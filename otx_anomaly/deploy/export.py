@@ -39,15 +39,22 @@ from otx_anomaly.io.files import replace_folder, staging_folder
 logger = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
+#: Names the OpenVINO IR gives the network's raw score and map, the post-processing's inputs. They
+#: are tensors inside the graph, not outputs (Model API sees the four above): evaluation adds them as
+#: outputs, because the normalized values are clipped to [0, 1] and ties among clipped scores would
+#: lower an AUROC (:mod:`otx_anomaly.deploy.accuracy`).
+RAW_TENSOR_NAMES = {"pred_score": "raw_pred_score", "anomaly_map": "raw_anomaly_map"}
 #: ``input_range`` of the OpenVINO IR (embedded pre-processing) and of the ONNX file (plain tensor).
 EMBEDDED_INPUT, FLOAT_INPUT = "0-255 bgr nhwc u8", "0-1"
 Precision = Literal["FP32", "FP16"]
 ExportFormat = Literal["openvino", "onnx"]
 
 
-def _export_graph(model: Any) -> Any:
+def _export_graph(model: Any, raw_outputs: bool = False) -> Any:
     """anomalib's ``AnomalibModule.forward`` (pre-processing, network, post-processing) over the
-    three plain modules, with tuple outputs."""
+    three plain modules, with tuple outputs; ``raw_outputs`` appends the network's score and map
+    (:data:`RAW_TENSOR_NAMES`)."""
+    import torch
     from torch import nn
 
     class ExportGraph(nn.Module):
@@ -57,8 +64,12 @@ def _export_graph(model: Any) -> Any:
                                                                    model.post_processor)
 
         def forward(self, image: Any) -> tuple[Any, ...]:
-            batch = self.post_processor(self.model(self.pre_processor(image)))
-            return tuple(getattr(batch, name) for name in OUTPUT_NAMES)
+            raw = self.model(self.pre_processor(image))
+            if raw.pred_score is None:  # the post-processor's own rule, computed once and shared
+                raw = raw._replace(pred_score=torch.amax(raw.anomaly_map, dim=(-2, -1)))
+            batch = self.post_processor(raw)
+            outputs = tuple(getattr(batch, name) for name in OUTPUT_NAMES)
+            return outputs + tuple(getattr(raw, name) for name in RAW_TENSOR_NAMES) if raw_outputs else outputs
 
     return ExportGraph().eval()
 
@@ -138,8 +149,11 @@ def _write_openvino(graph: Any, example: Any, metadata: dict, folder: Path, prec
     import openvino as ov
 
     ov_model = ov.convert_model(graph, example_input=example)
-    for output, name in zip(ov_model.outputs, OUTPUT_NAMES, strict=True):
+    for output, name in zip(ov_model.outputs, OUTPUT_NAMES, strict=False):
         output.get_tensor().set_names({name})
+    for result, name in zip(ov_model.get_results()[len(OUTPUT_NAMES):], RAW_TENSOR_NAMES.values(), strict=True):
+        result.input_value(0).get_tensor().set_names({name})  # the producer's tensor: it stays when its output goes
+        ov_model.remove_result(result)
     ov_model = embed_preprocessing(ov_model, *metadata["image_shape"])
     ov_model.inputs[0].get_tensor().set_names({"image"})
     write_metadata(ov_model, metadata)
@@ -204,7 +218,7 @@ def export_model(
         raise ExportError(f"Cannot write to {str(output_dir.parent)!r} ({error}). Choose a writable output folder.") \
             from error
     was_training, device = model.training, next(model.parameters()).device
-    graph = _export_graph(model.eval().cpu())
+    graph = _export_graph(model.eval().cpu(), raw_outputs=export_format == "openvino")
     example = torch.zeros(1, 3, *metadata["image_shape"])
     try:
         with torch.no_grad():

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from otx_anomaly.deploy.export import RAW_TENSOR_NAMES
 from otx_anomaly.deploy.metadata import read_metadata
 from otx_anomaly.errors import ConfigError, MetadataError
 from otx_anomaly.heads import AnomalyPrediction, TaskHead
@@ -58,6 +59,8 @@ class OpenVINOInferencer:
         self.path = model_path
         if config is None:  # CPUs with bf16 support would otherwise compute in bf16 and drift from torch
             config = {"INFERENCE_PRECISION_HINT": "f32"} if device.upper().startswith("CPU") else {}
+        #: the compiled model also returns the raw score and map (exports before they were named do not)
+        self.raw_outputs = expose_raw_outputs(model)
         self.compiled = core.compile_model(model, device, config)
         self.head = TaskHead(self.metadata["task"], self.metadata["min_box_area"])
         self.input_size = tuple(self.metadata["image_shape"])
@@ -83,7 +86,8 @@ class OpenVINOInferencer:
         return np.ascontiguousarray(resized.transpose(2, 0, 1)[None]), array.shape[:2]
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw graph outputs for an input batch, by output name.
+        """The graph's outputs for an input batch, by name: the four of the file, and the raw
+        ``raw_pred_score`` and ``raw_anomaly_map`` where :attr:`raw_outputs`.
 
         Args:
             tensor: one or more :meth:`preprocess` results stacked on the batch axis.
@@ -114,10 +118,47 @@ class OpenVINOInferencer:
     def _predict_batch(self, images: Sequence[Image], prepared: list | None = None) -> list[AnomalyPrediction]:
         prepared = prepared or [self.preprocess(item) for item in images]
         outputs = self.infer(np.concatenate([tensor for tensor, _ in prepared]))
-        scores = np.asarray(outputs["pred_score"]).reshape(-1)
-        maps = np.asarray(outputs["anomaly_map"], dtype=np.float32).reshape(len(prepared), *self.input_size)
-        return [self.head(float(scores[i]), maps[i], size, image_path=str(item) if isinstance(item, str | Path)
-                          else None) for i, (item, (_, size)) in enumerate(zip(images, prepared, strict=True))]
+        scores, maps = self._score_and_map(outputs, "pred_score", "anomaly_map", len(prepared))
+        raw_scores, raw_maps = (self._score_and_map(outputs, *RAW_TENSOR_NAMES.values(), len(prepared))
+                                if self.raw_outputs else (None, None))
+        paths = [str(item) if isinstance(item, str | Path) else None for item in images]
+        return [self.head(float(scores[i]), maps[i], size, image_path=paths[i],
+                          raw_score=None if raw_scores is None else float(raw_scores[i]),
+                          raw_anomaly_map=None if raw_maps is None else raw_maps[i])
+                for i, (_, size) in enumerate(prepared)]
+
+    def _score_and_map(self, outputs: dict[str, np.ndarray], score: str, anomaly_map: str,
+                       count: int) -> tuple[np.ndarray, np.ndarray]:
+        return (np.asarray(outputs[score]).reshape(-1),
+                np.asarray(outputs[anomaly_map], dtype=np.float32).reshape(count, *self.input_size))
+
+
+def expose_raw_outputs(model: ov.Model) -> bool:
+    """Add the network's raw score and map (named by the export) to ``model``'s outputs.
+
+    Args:
+        model: an exported model, changed in place.
+
+    Returns:
+        False, leaving the model as it was, when it predates the names.
+    """
+    names = {name for op in model.get_ops() for output in op.outputs() for name in output.get_names()}
+    raw = list(RAW_TENSOR_NAMES.values())
+    if not set(raw) <= names:
+        return False
+    model.add_outputs(raw)
+    return True
+
+
+def remove_raw_outputs(model: ov.Model) -> None:
+    """Undo :func:`expose_raw_outputs`: the named tensors stay inside the graph, the outputs go.
+
+    Args:
+        model: a model, changed in place.
+    """
+    for result in model.get_results():
+        if result.input_value(0).get_names() & set(RAW_TENSOR_NAMES.values()):
+            model.remove_result(result)
 
 
 def _batches(images: list[Image], batch_size: int,

@@ -59,7 +59,7 @@ import openvino as ov
 
 from otx_anomaly.deploy import speed
 from otx_anomaly.deploy.accuracy import METRICS, LabeledImage, metrics_of, prepare, run
-from otx_anomaly.deploy.inferencer import OpenVINOInferencer
+from otx_anomaly.deploy.inferencer import OpenVINOInferencer, expose_raw_outputs, remove_raw_outputs
 from otx_anomaly.deploy.metadata import MODEL_INFO, SCALED_DISTANCE
 from otx_anomaly.deploy.resize import RESIZE_PREFIX
 from otx_anomaly.errors import QuantizationError
@@ -295,11 +295,14 @@ def _quantize_with_accuracy_control(nncf: Any, model: ov.Model, calibration: Any
         chosen = list(items)
         outputs = run(compiled, [x for x, _, _ in chosen])
         value = metrics_of(outputs, chosen, (options.metric,)).get(options.metric, float("nan"))
-        return value, [[np.asarray(score), anomaly_map] for score, anomaly_map in outputs]
+        return value, [[np.asarray(output.score), output.anomaly_map] for output in outputs]
 
-    return nncf.quantize_with_accuracy_control(
+    expose_raw_outputs(model)  # the metric ranks raw scores, as evaluate does; the saved model keeps four outputs
+    quantized = nncf.quantize_with_accuracy_control(
         model, calibration, nncf.Dataset(prepared, lambda item: item[0]), validate, max_drop=options.max_drop,
         **common)
+    remove_raw_outputs(quantized)
+    return quantized
 
 
 def _save_atomically(model: ov.Model, target: Path) -> Path:

@@ -133,3 +133,14 @@ def test_early_stopping_replay_equals_lightnings_callbacks(series, mode, monkeyp
     trained, kept = replay(series, mode, patience=2)
     assert trained == trainer.current_epoch
     assert Path(checkpoint.best_model_path).name == f"epoch={kept}.ckpt"
+
+
+def test_box_threshold_benchmark_judges_the_librarys_pixel_threshold_and_its_multiples(demo_root, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/box_thresholds.py", "--datasets", str(demo_root), "--random_weights",
+         "--image_size", "64", "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split(" | ") for line in completed.stdout.splitlines() if line.startswith(f"| {demo_root.name}/demo")]
+    assert len(rows) == 9 and sum("(library)" in row[2] for row in rows) == 1
+    box_ap = [float(row[4]) for row in rows]
+    assert all(0.0 <= value <= 1.0 for value in box_ap) and max(box_ap) > 0, "the demo's square defects get boxes"

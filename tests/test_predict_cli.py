@@ -96,6 +96,7 @@ def test_infer_gives_the_labels_of_predict_on_the_same_images(trained, tmp_path)
     for path, record in expected.items():
         assert got[path]["label"] == record["label"], path
         assert got[path]["score"] == pytest.approx(record["score"], abs=1e-4)
+        assert got[path]["raw_score"] == pytest.approx(record["raw_score"], rel=1e-4), "the raw score too"
         assert got[path]["gt_label"] == record["gt_label"]
         assert len(got[path]["boxes"]) == len(record["boxes"])
     summary = json.loads((tmp_path / "openvino" / "summary.json").read_text())

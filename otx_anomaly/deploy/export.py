@@ -149,7 +149,7 @@ def _write_openvino(graph: Any, example: Any, metadata: dict, folder: Path, prec
     import openvino as ov
 
     ov_model = ov.convert_model(graph, example_input=example)
-    for output, name in zip(ov_model.outputs, OUTPUT_NAMES, strict=False):
+    for output, name in zip(ov_model.outputs[:len(OUTPUT_NAMES)], OUTPUT_NAMES, strict=True):
         output.get_tensor().set_names({name})
     for result, name in zip(ov_model.get_results()[len(OUTPUT_NAMES):], RAW_TENSOR_NAMES.values(), strict=True):
         result.input_value(0).get_tensor().set_names({name})  # the producer's tensor: it stays when its output goes

@@ -14,7 +14,7 @@ from PIL import Image
 from otx_anomaly.callbacks import OpenVINOExport
 from otx_anomaly.cli import main
 from otx_anomaly.data import MVTecDataModule
-from otx_anomaly.deploy import FIELDS, OpenVINOInferencer, evaluate, export_model, labeled_images
+from otx_anomaly.deploy import FIELDS, LabeledImage, OpenVINOInferencer, evaluate, export_model, labeled_images
 from otx_anomaly.deploy.export import OUTPUT_NAMES
 from otx_anomaly.errors import ExportError, MetadataError
 from otx_anomaly.io.images import load_image, resize_image
@@ -96,6 +96,27 @@ def test_evaluated_aurocs_are_the_lightning_models_under_normal_only_validation(
     for metric, theirs in names.items():
         assert got[metric] == pytest.approx(eager[theirs], abs=1e-4), metric
     assert [o.get_any_name() for o in ov.Core().read_model(path).outputs] == list(OUTPUT_NAMES), "Model API sees four"
+
+
+def test_models_exported_before_the_raw_names_still_run_and_evaluate_with_a_warning(padim_checkpoint, demo_root,
+                                                                                    tmp_path, caplog):
+    from otx_anomaly.deploy.export import RAW_TENSOR_NAMES
+
+    path = export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32")
+    older = ov.Core().read_model(path)
+    for op in older.get_ops():  # as exports before the names: the tensors carry only the tracer's names
+        for output in op.outputs():
+            if output.get_names() & set(RAW_TENSOR_NAMES.values()):
+                output.get_tensor().set_names({f"traced_{op.get_friendly_name()}"})
+    ov.save_model(older, tmp_path / "older" / "model.xml")
+    inferencer = OpenVINOInferencer(tmp_path / "older" / "model.xml")
+    image = next((demo_root / "demo" / "test" / "scratch").glob("*.png"))
+    assert not inferencer.raw_outputs and inferencer.predict(image).raw_score is None
+    assert OpenVINOInferencer(path).predict(image).raw_score is not None
+    with caplog.at_level("WARNING"):
+        metrics = evaluate(inferencer, [LabeledImage(image, 1), LabeledImage(demo_root / "demo" / "test" / "good" /
+                                                                              "000.png", 0)])
+    assert 0.0 <= metrics["image_AUROC"] <= 1.0 and "Export it again" in caplog.text
 
 
 def test_deploy_imports_neither_torch_nor_lightning():

@@ -2,8 +2,9 @@
 
 With normal-only validation (the default, 20% of ``train/good``) the pixel threshold equals the
 image threshold (``AdaptiveThreshold``: without masks there is no pixel F1 to maximize). For every
-dataset under ``--data_dir``, PaDiM is fitted as its recipe does and the detection head's boxes
-(the 8-connected components of ``map > t``) are judged against the boxes around the defect masks
+dataset under ``--data_dir``, PaDiM is fitted as its recipe does and boxes drawn as the detection
+head draws them (``boxes_from_mask``: the 8-connected components of ``map > t``, here thresholded on
+the raw map at each image's size rather than at the input size) are judged against the boxes around the defect masks
 at the library's pixel threshold and at multiples of it: box AP at IoU 0.5, the number of boxes,
 the median over defects of the best IoU any box reaches, and the share of defects matched. The
 multiples are judged on the test images themselves: a yardstick of what a threshold could reach,

@@ -82,7 +82,8 @@ def test_metadata_round_trips_through_openvino_alone(padim_checkpoint, tmp_path)
 def test_evaluated_aurocs_are_the_lightning_models_under_normal_only_validation(demo_root, tmp_path):
     """With normal validation images only, defects score beyond the normalization range and the graph's
     clipped outputs tie at 1.0; evaluate ranks the raw tensors the export names, as anomalib's metrics
-    rank the Lightning model's scores (the clipped maps give a pixel AUROC 9e-4 off on this data)."""
+    rank the Lightning model's scores (ranking the clipped maps instead moves this data's pixel AUROC
+    by more than the tolerance)."""
     pl.seed_everything(1)
     data = MVTecDataModule(root=demo_root, category="demo", train_batch_size=16, eval_batch_size=16, num_workers=0,
                            val_split_mode="from_train", val_split_ratio=0.25, seed=1)

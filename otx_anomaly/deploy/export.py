@@ -54,7 +54,6 @@ def _export_graph(model: Any, raw_outputs: bool = False) -> Any:
     """anomalib's ``AnomalibModule.forward`` (pre-processing, network, post-processing) over the
     three plain modules, with tuple outputs; ``raw_outputs`` appends the network's score and map
     (:data:`RAW_TENSOR_NAMES`)."""
-    import torch
     from torch import nn
 
     class ExportGraph(nn.Module):
@@ -64,9 +63,7 @@ def _export_graph(model: Any, raw_outputs: bool = False) -> Any:
                                                                    model.post_processor)
 
         def forward(self, image: Any) -> tuple[Any, ...]:
-            raw = self.model(self.pre_processor(image))
-            if raw.pred_score is None:  # the post-processor's own rule, computed once and shared
-                raw = raw._replace(pred_score=torch.amax(raw.anomaly_map, dim=(-2, -1)))
+            raw = self.model(self.pre_processor(image))  # PaDiM and STFPM give both a score and a map
             batch = self.post_processor(raw)
             outputs = tuple(getattr(batch, name) for name in OUTPUT_NAMES)
             return outputs + tuple(getattr(raw, name) for name in RAW_TENSOR_NAMES) if raw_outputs else outputs

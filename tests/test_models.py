@@ -121,25 +121,46 @@ def test_plain_trainer_fit_test_predict(model_class, task, demo_root, tmp_path):
             assert prediction.pred_mask.shape == prediction.anomaly_map.shape == (64, 64)
 
 
-def test_checkpoint_reloads_without_weights_and_predicts_the_same(demo_root, tmp_path):
+def test_checkpoint_reloads_without_weights_and_predicts_the_same(demo_root, tmp_path, caplog):
     pl.seed_everything(0)
     model = Padim(task="detection", **SMALL)
     trainer = _trainer(tmp_path, model)
     datamodule = _data(demo_root)
-    trainer.fit(model, datamodule=datamodule)
+    with caplog.at_level("WARNING", logger="otx_anomaly"):
+        trainer.fit(model, datamodule=datamodule)
+    assert "starts from random weights" in caplog.text, "a fit from random weights says so"
+    caplog.clear()
     before = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
     checkpoint_path = trainer.checkpoint_callback.best_model_path
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["pre_trained"] is False
     assert checkpoint["hyper_parameters"]["task"] == "detection"
 
-    reloaded = Padim.load_from_checkpoint(checkpoint_path)
-    assert reloaded.task is AnomalyTask.DETECTION
-    after = [p for batch in _trainer(tmp_path, reloaded).predict(reloaded, datamodule=datamodule) for p in batch]
+    with caplog.at_level("WARNING", logger="otx_anomaly"):
+        reloaded = Padim.load_from_checkpoint(checkpoint_path)
+        assert reloaded.task is AnomalyTask.DETECTION
+        after = [p for batch in _trainer(tmp_path, reloaded).predict(reloaded, datamodule=datamodule) for p in batch]
+    assert "random weights" not in caplog.text, "the checkpoint's weights are not random"
     assert [p.pred_score for p in after] == [p.pred_score for p in before]
     assert [p.pred_label for p in after] == [p.pred_label for p in before]
     for a, b in zip(after, before, strict=True):
         np.testing.assert_array_equal(a.pred_boxes, b.pred_boxes)
+
+
+def test_trainer_runs_the_networks_channels_last_on_cpu_with_the_same_maps(demo_root, tmp_path):
+    """oneDNN's own layout (faster on CPU, ``benchmarks/eager_layout.py``): the maps do not change."""
+    pl.seed_everything(0)
+    model = Stfpm(**SMALL)
+    _trainer(tmp_path, model, max_epochs=1).fit(model, datamodule=_data(demo_root))
+    convolutions = [m.weight for m in model.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    image = torch.rand(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        fast = model(image).anomaly_map
+        model.model.to(memory_format=torch.contiguous_format)
+        default = model(image).anomaly_map
+    torch.testing.assert_close(fast, default, rtol=1e-4, atol=1e-6)
 
 
 def test_padim_anomaly_map_equals_anomalibs_with_the_blur_in_two_passes():

@@ -120,15 +120,29 @@ def init_backbone(
     extractor: TimmFeatureExtractor,
     pre_trained: bool,
     backbone_weights: str | Path | None,
-) -> None:
-    """Give ``extractor`` its starting weights: a local file wins over a download."""
+) -> bool:
+    """Give ``extractor`` its starting weights: a local file wins over a download.
+
+    Args:
+        extractor: the feature extractor to fill.
+        pre_trained: download timm's ImageNet weights when no file is given.
+        backbone_weights: a local state-dict file.
+
+    Returns:
+        Whether the backbone keeps its random weights (the model warns when a fit starts from them:
+        a model loaded from a checkpoint gets its weights from there, not from here).
+    """
     if backbone_weights:
         load_backbone_weights(extractor, backbone_weights)
     elif pre_trained:
         download_backbone_weights(extractor)
-    else:
-        logger.warning(
-            "Backbone %s starts from random weights (pre_trained: false); results will be far below "
-            "those of ImageNet weights.",
-            extractor.backbone,
-        )
+    return not backbone_weights and not pre_trained
+
+
+def warn_random_backbone(backbone: str) -> None:
+    """Say that a fit starts from random backbone weights (``pre_trained: false``, no file)."""
+    logger.warning(
+        "Backbone %s starts from random weights (pre_trained: false); results will be far below "
+        "those of ImageNet weights.",
+        backbone,
+    )

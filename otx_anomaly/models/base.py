@@ -12,6 +12,7 @@ from lightning.pytorch import Callback
 from otx_anomaly.errors import ConfigError
 from otx_anomaly.heads import AnomalyPrediction, TaskHead, is_anomalous
 from otx_anomaly.metrics import task_evaluator
+from otx_anomaly.models.backbone import warn_random_backbone
 from otx_anomaly.models.checkpoints import MODEL_KEY, checkpoint_model_class, class_path_of
 from otx_anomaly.models.post_processor import AnomalyPostProcessor
 from otx_anomaly.tasks import AnomalyTask
@@ -45,6 +46,21 @@ def _original_sizes(batch: Batch) -> list[tuple[int, int]]:
     return [(int(h), int(w)) for h, w in sizes.reshape(-1, 2).tolist()]
 
 
+def channels_last_on_cpu(network: torch.nn.Module, device: torch.device) -> None:
+    """Store ``network``'s convolution weights channels-last where it runs on CPU.
+
+    That is oneDNN's own layout, so each convolution skips a reorder: on a 2-core AMD EPYC (AVX2) a
+    ResNet18 forward ran 1.35x and an STFPM training step 1.2x faster (``benchmarks/eager_layout.py``),
+    with the same numbers to float rounding. Left as it is on other devices, where it was not measured.
+
+    Args:
+        network: the module whose 4-D weights move (in place).
+        device: where it runs.
+    """
+    if torch.device(device).type == "cpu":
+        network.to(memory_format=torch.channels_last)
+
+
 def _drop_metric_states(checkpoint: dict[str, Any]) -> None:
     """Remove the evaluator's metric states, kept by Lightning both in the model's state dict and
     as the state of the evaluator callback."""
@@ -73,18 +89,29 @@ class AnomalyTaskMixin:
     head: TaskHead
     #: written to the export metadata when :meth:`export_network` changes the distance's form
     export_distance_form: str | None = None
+    #: the backbone has random weights (``pre_trained: false``, no file), not loaded from a checkpoint
+    random_backbone: bool = False
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model; metric states come from this model (see
         ``on_save_checkpoint``)."""
         checkpoint_model_class(checkpoint, type(self))
         super().on_load_checkpoint(checkpoint)
+        self.random_backbone = False  # the weights come from the checkpoint
         _drop_metric_states(checkpoint)
         state = checkpoint.get("state_dict")
         if state is not None:
             if self.evaluator is not None:
                 state.update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
             state.setdefault("post_processor._extra_state", {})  # checkpoints before the threshold rules
+
+    def setup(self, stage: str) -> None:
+        """Before the Trainer runs the model: a warning when a fit starts from random backbone
+        weights, and the networks in the layout fastest on its device (:func:`channels_last_on_cpu`)."""
+        super().setup(stage)
+        if stage == "fit" and self.random_backbone:
+            warn_random_backbone(self.model.backbone)
+        channels_last_on_cpu(self.model, self.trainer.strategy.root_device)
 
     def export_network(self) -> torch.nn.Module:
         """The network as the exported graph computes it (``deploy.export``); anomalib's model

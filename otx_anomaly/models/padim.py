@@ -89,7 +89,7 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         # scalar (there is no optimizer); the backbone itself takes no gradients.
         self.model.feature_extractor.requires_grad_(False)
         self.zero_loss_anchor = nn.Parameter(torch.zeros(()))
-        init_backbone(self.model.feature_extractor, pre_trained, backbone_weights)
+        self.random_backbone = init_backbone(self.model.feature_extractor, pre_trained, backbone_weights)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

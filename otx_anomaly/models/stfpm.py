@@ -88,7 +88,7 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         self.task = task
         self.head = TaskHead(task, min_box_area)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        init_backbone(self.model.teacher_model, pre_trained, backbone_weights)
+        self.random_backbone = init_backbone(self.model.teacher_model, pre_trained, backbone_weights)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> Batch:
         """anomalib's step plus ``val_loss``: the training loss (student-teacher MSE) on the normal

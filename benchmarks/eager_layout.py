@@ -73,7 +73,7 @@ def main() -> None:
         before, after = _median_ms(_inference(model, image), args.repeats), _median_ms(_inference(fast, image),
                                                                                         args.repeats)
         reference, other = _inference(model, image)(), _inference(fast, image)()
-        difference = float(((reference - other).abs().max() / reference.abs().max()))
+        difference = float((reference - other).abs().max() / reference.abs().max())
         print(f"| {model_class.__name__} inference, batch 1 | {before:.1f} | {after:.1f} | {before / after:.2f}x "
               f"| {difference:.1e} |")
     images = torch.rand(args.batch, 3, 256, 256)

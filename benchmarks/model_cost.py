@@ -57,8 +57,10 @@ def build(model_name: str, backbone: str, image_size: int, device: str = "meta")
         with torch.no_grad():
             features = model.model.feature_extractor(torch.zeros(1, 3, *size))
         positions = features[model.model.layers[0]].shape[-2:].numel()
+    idx = model.model.idx if model_name == "Padim" else None
     model = model.to(device).eval()
     if model_name == "Padim":
+        model.model.idx = idx  # which channels PaDiM keeps (the export picks them by value): not on meta
         channels = model.model.n_features
         inverse = torch.eye(channels) if device != "meta" else torch.empty(channels, channels, device=device)
         model.model.gaussian.mean = torch.zeros(channels, positions, device=device)

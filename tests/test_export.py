@@ -234,12 +234,26 @@ def test_inferencer_runs_lists_in_batches_with_the_answers_of_single_images(padi
         assert prediction.pred_score == pytest.approx(single.pred_score, abs=1e-5)
 
 
-def test_exported_padim_blurs_in_two_one_dimensional_passes(padim_checkpoint, tmp_path):
-    path = export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32")
-    ops = ov.Core().read_model(path).get_ops()
-    blur_kernels = [tuple(op.input(1).get_partial_shape().to_shape())[-2:] for op in ops
-                    if op.get_type_name() == "Convolution" and "blur" in op.get_friendly_name()]
-    assert sorted(blur_kernels) == [(1, 33), (33, 1)]
+@pytest.mark.parametrize("model_class", [Padim, Stfpm])
+def test_exported_maps_are_upsampled_by_matrix_products(model_class, padim_checkpoint, tmp_path):
+    """No convolution or interpolation on the map (models/map_products.py): one (H, h) and one (w, W)
+    product per map (PaDiM's upsampling and blur, each of STFPM's layer maps)."""
+    if model_class is Padim:
+        model = Padim.load_from_checkpoint(padim_checkpoint)
+    else:  # the graph's structure, not its values: thresholds set by hand on an untrained student
+        model = Stfpm(**SMALL)
+        model.post_processor.set_normalization(image_min=0.0, image_max=1.0, pixel_min=0.0, pixel_max=1.0)
+        model.post_processor.set_thresholds(image=0.5, pixel=0.5, rules={"image": "manual", "pixel": "manual"})
+    ops = ov.Core().read_model(export_model(model, tmp_path / "fp32")).get_ops()
+    generator = [op for op in ops if "anomaly_map_generator" in op.get_friendly_name()]
+    assert not [op for op in generator if op.get_type_name() in ("Convolution", "Interpolate")]
+    constants = sorted(str(value.get_partial_shape()) for op in generator if op.get_type_name() == "MatMul"
+                       for value in op.input_values() if value.get_node().get_type_name() == "Constant"
+                       and value.get_partial_shape().rank.get_length() == 2)
+    height, width = (int(s) for s in model.input_size)
+    strides = (4,) if model_class is Padim else (4, 8, 16)  # the maps: resnet18's layer1 (PaDiM), layers 1-3
+    assert constants == sorted(shape for stride in strides
+                               for shape in (f"[{height},{height // stride}]", f"[{width},{width // stride}]"))
 
 
 def test_stage_profile_attributes_every_node_to_a_stage(padim_checkpoint, tmp_path):

@@ -146,3 +146,21 @@ def warn_random_backbone(backbone: str) -> None:
         "those of ImageNet weights.",
         backbone,
     )
+
+
+def feature_shapes(extractor: TimmFeatureExtractor, image_size: Sequence[int]) -> dict[str, torch.Size]:
+    """The shape of each layer's features for one image of ``image_size`` (height, width); the
+    extractor's mode and batch-norm statistics are left as they were.
+
+    Args:
+        extractor: a feature extractor returning features by layer name.
+        image_size: the input (height, width).
+    """
+    training = extractor.training
+    try:
+        with torch.no_grad():
+            device = next(extractor.parameters()).device
+            features = extractor.eval()(torch.zeros(1, 3, *image_size, device=device))
+        return {layer: value.shape for layer, value in features.items()}
+    finally:
+        extractor.train(training)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import zlib
 from collections.abc import Sequence
@@ -19,8 +18,8 @@ from otx_anomaly.heads import TaskHead
 from otx_anomaly.models.backbone import check_backbone, init_backbone
 from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
 from otx_anomaly.models.blur import SeparableGaussianBlur
-from otx_anomaly.models.distance import ScaledMahalanobis
 from otx_anomaly.models.gaussian_stats import StreamingGaussian
+from otx_anomaly.models.padim_export import PadimExportNetwork
 from otx_anomaly.tasks import AnomalyTask
 
 logger = logging.getLogger(__name__)
@@ -121,14 +120,11 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         self.model.gaussian.inv_covariance = inverse
 
     def export_network(self) -> nn.Module:
-        """The network as the exported graph computes it: anomalib's ``PadimModel`` with the distance
-        in its scaled form (:class:`~otx_anomaly.models.distance.ScaledMahalanobis`: the same scores,
-        and a product INT8 can take). The model itself is left as it is."""
-        network = copy.copy(self.model)
-        generator = ScaledMahalanobis(self.model.anomaly_map_generator, self.model.gaussian.mean,
-                                      self.model.gaussian.inv_covariance)
-        network._modules = {**self.model._modules, "anomaly_map_generator": generator}  # noqa: SLF001
-        return network
+        """The network as the exported graph computes it: anomalib's ``PadimModel`` rewritten for
+        inference speed with the same scores (:class:`~otx_anomaly.models.padim_export.PadimExportNetwork`:
+        the scaled distance, channels picked before upsampling, the map's upsampling and blur as
+        matrix products). The model itself is left as it is."""
+        return PadimExportNetwork(self.model, tuple(int(s) for s in self.input_size))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints of anomalib's Padim (and of versions before the running statistics) hold the

@@ -19,6 +19,7 @@ from otx_anomaly.errors import ConfigError
 from otx_anomaly.heads import TaskHead
 from otx_anomaly.models.backbone import check_backbone, init_backbone
 from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
+from otx_anomaly.models.stfpm_export import stfpm_export_network
 from otx_anomaly.tasks import AnomalyTask
 
 
@@ -108,6 +109,12 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
                                                        image_size=batch.image.shape[-2:])
         predictions = InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
         return batch.update(**predictions._asdict())
+
+    def export_network(self) -> nn.Module:
+        """The network as the exported graph computes it: anomalib's ``STFPMModel`` with each layer
+        map upsampled by matrix products (:mod:`otx_anomaly.models.stfpm_export`; the same maps).
+        The model itself is left as it is."""
+        return stfpm_export_network(self.model, tuple(int(s) for s in self.input_size))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(

@@ -16,7 +16,7 @@ counters on a 2-core Intel Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX
   256x256, about what the upsampling and the two 1-D blur passes cost). The passes took 0.75 ms
   and left the map in a channels-last layout, where OpenVINO ran each element-wise step of the
   post-processing one channel at a time (1.9 ms for six comparisons and selects on a 256x256 map);
-  now 0.08 ms and 0.17 ms.
+  now about 0.1 ms and 0.2 ms.
 
 Maps and scores equal anomalib's to float rounding (``tests/test_models.py``). The model itself
 keeps anomalib's modules (eager parity, checkpoints); only :meth:`Padim.export_network` builds this.

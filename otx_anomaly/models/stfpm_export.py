@@ -4,7 +4,7 @@ matrix products (:class:`~otx_anomaly.models.map_products.SeparableProducts`).
 anomalib upsamples each layer's map (64x64, 32x32 and 16x16 for resnet18 at 256x256) to the image
 size with a bilinear ``Interpolate`` before multiplying them. OpenVINO ran those three one-channel
 resizes at 0.34 ms each, a seventh of the INT8 model's time, since they stay in float (FP32
-1.04 ms -> 0.1 ms for the three; 2-core Intel Xeon with AVX-512 and AMX, per-node counters of
+1.04 ms -> 0.2 ms for the three; 2-core Intel Xeon with AVX-512 and AMX, per-node counters of
 ``benchmarks/export_speed.py``). Maps equal anomalib's to float rounding (``tests/test_models.py``);
 the model keeps anomalib's generator for training, testing and checkpoints.
 

@@ -41,16 +41,23 @@ class ScaledMahalanobis(AnomalyMapGenerator):
         generator: the model's map generator, whose blur (``SeparableGaussianBlur``) is kept.
         mean: the Gaussians' means, ``(C, P)``.
         inv_covariance: their inverse covariances, ``(P, C, C)``.
+        order: the channel order of the embeddings it will see, as indices into the Gaussians'
+            channels (default: the same order); applied while the one scaled copy is made.
     """
 
-    def __init__(self, generator: AnomalyMapGenerator, mean: torch.Tensor, inv_covariance: torch.Tensor) -> None:
+    def __init__(self, generator: AnomalyMapGenerator, mean: torch.Tensor, inv_covariance: torch.Tensor,
+                 order: torch.Tensor | None = None) -> None:
         super().__init__()
         self.blur = generator.blur
-        inverse = inv_covariance.detach()
-        scale = inverse.diagonal(dim1=1, dim2=2).clamp_min(torch.finfo(inverse.dtype).tiny).sqrt()  # (P, C)
-        scaled = inverse / scale[:, :, None]  # one copy in the Gaussians' precision (5 GB for wide_resnet50_2)
+        inverse, mean = inv_covariance.detach(), mean.detach()
+        if order is None:
+            order = torch.arange(mean.shape[0], device=mean.device)
+        scale = inverse.diagonal(dim1=1, dim2=2)[:, order].clamp_min(torch.finfo(inverse.dtype).tiny).sqrt()  # (P, C)
+        # one copy in the Gaussians' precision (5 GB for wide_resnet50_2), reordered as it is made
+        scaled = inverse[:, order[:, None], order[None, :]]
+        scaled /= scale[:, :, None]
         scaled /= scale[:, None, :]
-        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("mean", mean[order])
         self.register_buffer("scale", scale.T.contiguous())  # (C, P), as the embedding's channels and positions
         self.register_buffer("scaled_inverse", scaled)
 

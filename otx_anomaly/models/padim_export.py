@@ -70,9 +70,8 @@ class PadimExportNetwork(nn.Module):
             chosen = kept[(kept >= first) & (kept < first + count)] - first
             self.register_buffer(f"channels_{number}", chosen.to(device))
             first += count
-        order = order.to(device)
-        mean, inverse = model.gaussian.mean[order], model.gaussian.inv_covariance[:, order][:, :, order]
-        self.anomaly_map_generator = ScaledMahalanobis(model.anomaly_map_generator, mean, inverse)
+        self.anomaly_map_generator = ScaledMahalanobis(model.anomaly_map_generator, model.gaussian.mean,
+                                                       model.gaussian.inv_covariance, order.to(device))
         # anomalib's generator smooths with ``blur`` after its own upsampling, which is skipped here
         # (no image_size): this blur upsamples too
         generator = model.anomaly_map_generator

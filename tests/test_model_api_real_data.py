@@ -9,9 +9,9 @@ normalized scores agree to float rounding in every precision, compiled alike: Mo
 float32 adapter against our default float32 inferencer everywhere, and Model API as written against
 our inferencer with OpenVINO's defaults where those defaults are float32. On CPUs with bf16 (AMX,
 AVX-512 BF16) OpenVINO 2026.4's default is bf16, where PaDiM's scores are unusable and INT8 models
-fail to compile (docs/export.md): the user passes the float32 hint there, which is what is tested;
-our head resizes the graph's mask as
-Model API does, so masks are identical as measured (IoU >= 0.95 asserted), and each of our boxes
+fail to compile (docs/export.md): the user passes the float32 hint there, which is what is tested.
+Our head resizes the graph's mask as Model API does, so masks are identical as measured (IoU >= 0.95
+asserted), and each of our boxes
 is matched by one of Model API's with IoU >= 0.9 (identical as measured; Model API also boxes
 specks below ``min_box_area``). Against the Lightning model: FP32 and FP16 within 0.01 in score with the same
 labels; INT8 moves single scores by more, and its accuracy is held by AUROC instead

@@ -8,7 +8,8 @@ counters on a 2-core Intel Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX
   1-3 (layers 2 and 3 upsampled) and then keeps its random 100. Picking each layer's share first
   and upsampling only those gives the same embedding, in sorted channel order; the Gaussians are
   permuted once to that order, so every distance is the same sum in another order. The concat,
-  upsample and reorder of the 448 channels took 2.3 ms per image.
+  upsample and reorder of the 448 channels took 2.3 ms per image (a one-off reading of the
+  per-node counters; the stage profile counts them in the backbone).
 - **The distance in the scaled form** (:class:`~otx_anomaly.models.distance.ScaledMahalanobis`):
   the same scores, and a product INT8 can take.
 - **Upsampling and blur as two matrix products**

@@ -3,10 +3,10 @@ matrix products (:class:`~otx_anomaly.models.map_products.SeparableProducts`).
 
 anomalib upsamples each layer's map (64x64, 32x32 and 16x16 for resnet18 at 256x256) to the image
 size with a bilinear ``Interpolate`` before multiplying them. OpenVINO ran those three one-channel
-resizes at 0.34 ms each, a seventh of the INT8 model's time, since they stay in float (FP32
-1.04 ms -> 0.2 ms for the three; 2-core Intel Xeon with AVX-512 and AMX, per-node counters of
-``benchmarks/export_speed.py``). Maps equal anomalib's to float rounding (``tests/test_models.py``);
-the model keeps anomalib's generator for training, testing and checkpoints.
+resizes in 1.04 ms, a seventh of the INT8 model's time, since they stay in float; as products
+0.20 ms (stage profile of ``benchmarks/export_speed.py``, BSData, 2-core Intel Xeon, ISA AVX2,
+AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX). Maps equal anomalib's to float rounding
+(``tests/test_models.py``); the model keeps anomalib's generator for training, testing and checkpoints.
 
 Example:
     >>> import torch
@@ -64,6 +64,8 @@ class UpsampledLayerMaps(AnomalyMapGenerator):
             image_size: unused: the size the products were built for.
         """
         anomaly_map = None
+        # anomalib's compute_layer_map resizes inside it (an Interpolate even to the same size), so
+        # its two lines of arithmetic are written here and the resize is the products'
         for layer, teacher in teacher_features.items():
             distance = F.normalize(teacher) - F.normalize(student_features[layer])
             layer_map = self.upsample[layer](0.5 * torch.norm(distance, p=2, dim=-3, keepdim=True) ** 2)

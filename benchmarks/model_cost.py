@@ -75,7 +75,7 @@ def _exported_state(graph) -> dict:  # noqa: ANN001
     """The export graph's tensors that the exported model holds: PaDiM's scaled distance
     (``models/distance.py``) carries its own copy of the Gaussians, so anomalib's are not traced."""
     state = graph.state_dict()
-    if hasattr(graph.model.anomaly_map_generator, "scaled_inverse"):
+    if hasattr(graph.model.anomaly_map_generator, "upper_rows"):
         state = {k: v for k, v in state.items() if not k.startswith("model.gaussian.")}
     return state
 

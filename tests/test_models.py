@@ -203,7 +203,9 @@ def test_padim_export_network_scores_as_the_model(chosen):
     assert torch.allclose(actual.anomaly_map, expected.anomaly_map, rtol=0, atol=1e-5 * scale)
     assert torch.allclose(actual.pred_score, expected.pred_score, rtol=0, atol=1e-5 * scale)
     assert type(model.model.anomaly_map_generator).__name__ == "AnomalyMapGenerator"  # anomalib's, kept
-    assert network.anomaly_map_generator.scaled_inverse.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
+    generator = network.anomaly_map_generator  # the scaled form's unit diagonal, in both blocks
+    assert generator.upper_rows.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
+    assert generator.lower_block.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
 
 
 def test_padim_upsampling_and_blur_as_products_equal_anomalibs_2d_convolution():

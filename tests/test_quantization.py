@@ -71,7 +71,7 @@ def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_
 
     consumers = _quantized_consumers(int8)
     product = {n for n in consumers if re.fullmatch(DISTANCE_PRODUCT, n)}
-    assert any("feature_extractor" in n for n in consumers) and len(product) == 1
+    assert any("feature_extractor" in n for n in consumers) and len(product) == 2  # the two blocks
     assert not [n for n in consumers - product if "anomaly_map_generator" in n or "post_processor" in n]
     assert not [n for n in consumers if n.startswith(RESIZE_PREFIX)], "the embedded resize stays in float"
     assert OpenVINOInferencer(fitted[1]).metadata["distance_form"] == "scaled"
@@ -122,6 +122,26 @@ def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int
     assert ("is quantized" if expected else "stays in float") in caplog.text and "Test CPU" in caplog.text
     assert distance_in_int8(QuantizationOptions(quantize_distance=not expected), "scaled") is (not expected)
     assert distance_in_int8(QuantizationOptions(quantize_distance=True), None) is False
+
+
+@pytest.mark.parametrize(("cap", "expected"), [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_VNNI", True),
+                                               ("ALL", True)])
+def test_an_isa_cap_in_the_environment_decides_like_a_cpu_without_the_capped_instructions(
+        cap, expected, monkeypatch):
+    """``ONEDNN_MAX_CPU_ISA`` makes OpenVINO run the capped kernels (an AVX-512 machine standing in
+    for an AVX2 one): the distance default and every benchmark's CPU line follow the cap."""
+    from pathlib import Path
+
+    from otx_anomaly.deploy import speed
+    from otx_anomaly.deploy.quantization import distance_in_int8
+
+    cpuinfo = "model name\t: Test CPU\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: cpuinfo if str(self) == "/proc/cpuinfo" else "")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert distance_in_int8(QuantizationOptions(), "scaled") is expected
+    assert "fpu" in speed.cpu_model()[1]  # flags outside the ISA list are kept
+    assert f"kernels capped: ONEDNN_MAX_CPU_ISA={cap}" in speed.cpu_description()
+    assert speed.cpu_description().startswith("Test CPU; ISA avx2 (kernels") is (cap == "AVX2")
 
 
 def test_int8_predicts_like_the_fp32_model(fitted, int8):

@@ -69,9 +69,10 @@ logger = logging.getLogger(__name__)
 
 #: OpenVINO node-name patterns of the exported graph kept in floating point.
 FLOAT_SCOPE = (".*anomaly_map_generator.*", ".*post_processor.*")
-#: PaDiM's distance product, quantized when the export computes it in the scaled form
-#: (``distance_form`` :data:`~otx_anomaly.deploy.metadata.SCALED_DISTANCE`; see the module docstring).
-DISTANCE_PRODUCT = r"__module\.model\.anomaly_map_generator/aten::matmul/MatMul"
+#: PaDiM's two distance products (the block form of ``models/distance.py``), quantized when the
+#: export computes them in the scaled form (``distance_form``
+#: :data:`~otx_anomaly.deploy.metadata.SCALED_DISTANCE`; see the module docstring).
+DISTANCE_PRODUCT = r"__module\.model\.anomaly_map_generator/aten::matmul/MatMul(_\d+)?"
 #: ``/proc/cpuinfo`` flags of an INT8 dot-product instruction, without which OpenVINO's INT8
 #: distance product is slower than its FP32 one (see the module docstring).
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")

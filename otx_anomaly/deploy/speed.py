@@ -9,6 +9,7 @@ batch).
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -92,9 +93,29 @@ def model_size_mb(model_path: str | Path) -> float:
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
+#: Environment variables that cap the instruction sets OpenVINO's CPU kernels use (oneDNN's, and
+#: OpenVINO's own, which wants the same value): an AVX-512 machine can then run the AVX2 kernels.
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "OV_CPU_MAX_ISA")
+#: The :data:`ISA_FLAGS` each oneDNN cap allows (a cap not listed, such as ``ALL``, allows them all).
+ISA_CAPS = {
+    "SSE41": (), "AVX": (), "AVX2": ("avx2",), "AVX2_VNNI": ("avx2", "avx_vnni"),
+    "AVX2_VNNI_2": ("avx2", "avx_vnni"), "AVX512_CORE": ("avx2", "avx512f"),
+    **{cap: ("avx2", "avx512f", "avx512_vnni")
+       for cap in ("AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")},
+}
+
+
+def isa_cap() -> str | None:
+    """The oneDNN ISA cap set in the environment (``ONEDNN_MAX_CPU_ISA``, or its older name
+    ``DNNL_MAX_CPU_ISA``), upper-cased; ``None`` where none is set."""
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return value.strip().upper() if value else None
+
+
 def cpu_model() -> tuple[str, frozenset[str]]:
-    """The CPU's model name and its instruction-set flags as ``/proc/cpuinfo`` lists them (no flags
-    where there is no such file, as on Windows and macOS)."""
+    """The CPU's model name and the instruction-set flags OpenVINO's kernels may use: those
+    ``/proc/cpuinfo`` lists, less the :data:`ISA_FLAGS` above an :func:`isa_cap` (no flags where
+    there is no such file, as on Windows and macOS)."""
     import platform
 
     name, flags = platform.processor() or platform.machine(), frozenset()
@@ -106,19 +127,24 @@ def cpu_model() -> tuple[str, frozenset[str]]:
                 flags = frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
+    allowed = ISA_CAPS.get(isa_cap() or "")
+    if allowed is not None and flags:
+        flags = flags - (set(ISA_FLAGS) - set(allowed))
     return name, flags
 
 
 def cpu_description() -> str:
-    """The CPU's model name and instruction sets, as ``/proc/cpuinfo`` and OpenVINO report them:
-    every speed figure needs it (``AMD EPYC; ISA avx2; OpenVINO FP32 INT8 BIN``)."""
+    """The CPU's model name and instruction sets, as ``/proc/cpuinfo`` and OpenVINO report them, and
+    any cap on them: every speed figure needs it (``AMD EPYC; ISA avx2; OpenVINO FP32 INT8 BIN``)."""
     name, flags = cpu_model()
     try:
         capabilities = " ".join(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except RuntimeError:
         capabilities = "unknown"
     isa = " ".join(f for f in ISA_FLAGS if f in flags) or "unknown"
-    return f"{name}; ISA {isa}; OpenVINO {capabilities}"
+    caps = " ".join(f"{v}={os.environ[v]}" for v in ISA_CAP_VARIABLES if os.environ.get(v))
+    capped = f" (kernels capped: {caps})" if caps else ""
+    return f"{name}; ISA {isa}{capped}; OpenVINO {capabilities}"
 
 
 #: Where an exported model spends its time, in graph order (see :func:`stage_profile`).

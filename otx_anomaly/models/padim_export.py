@@ -90,6 +90,6 @@ class PadimExportNetwork(nn.Module):
                 parts.append(part if part.shape[-2:] == self.map_size else F.interpolate(part, size=self.map_size,
                                                                                       mode="nearest"))
         generator = self.anomaly_map_generator  # called as a module: its nodes keep its name in the IR
-        anomaly_map = generator(embedding=torch.cat(parts, 1), mean=generator.mean,
-                                inv_covariance=generator.scaled_inverse)
+        anomaly_map = generator(embedding=torch.cat(parts, 1), mean=generator.mean,  # the generator ignores
+                                inv_covariance=generator.lower_block)  # anomalib's stats: it reads its own
         return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)

@@ -158,6 +158,8 @@ def int8_dot_products() -> tuple[str, list[str] | None]:
     """This CPU's name and which of :data:`INT8_DOT_PRODUCT_FLAGS` it has (``None``: its flags are
     unknown, as off Linux)."""
     name, flags = speed.cpu_model()
+    if speed.isa_cap() in speed.ISA_CAPS:
+        name = f"{name}, kernels capped at {speed.isa_cap()}"
     return name, [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags] if flags else None
 
 

@@ -81,7 +81,7 @@ def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_
                                                (set(), False)])
 def test_quantizing_on_a_cpu_without_int8_dot_products_says_int8_gains_little_there(
         flags, warned, fitted, tmp_path, monkeypatch, caplog):
-    """AVX2 without VNNI runs INT8 in about the FP32 time; unknown flags (not Linux) say nothing."""
+    """Without VNNI or AMX INT8 gains less (on some CPUs nothing); unknown flags (not Linux) say nothing."""
     from otx_anomaly.deploy import speed
 
     _, fp32, datamodule = fitted

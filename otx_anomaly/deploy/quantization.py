@@ -168,9 +168,10 @@ def _warn_where_int8_gains_little() -> None:
     name, found = int8_dot_products()
     if found == []:  # flags known, none of them
         logger.warning(
-            "This CPU (%s) has no VNNI or AMX: OpenVINO runs INT8 here in about the FP32 time (0.90x to 1.05x FP32 "
-            "latency measured on a 2-core AMD EPYC with AVX2 only, docs/quantization.md). The INT8 model pays off "
-            "where it is served on a CPU with VNNI or AMX; here the FP32 export is as fast.", name)
+            "This CPU (%s) has no VNNI or AMX: INT8 gains less here, and how much depends on the core (INT8 latency "
+            "0.90x to 1.05x FP32 on 2-core AMD EPYCs with AVX2 only, 1.5x to 2.2x with AVX2 kernels on an Intel Xeon; "
+            "docs/quantization.md). The INT8 model pays off most where it is served on a CPU with VNNI or AMX; time "
+            "both exports on the CPU that serves them (benchmarks/export_speed.py).", name)
 
 
 def distance_in_int8(options: QuantizationOptions, distance_form: str | None) -> bool:

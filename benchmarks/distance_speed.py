@@ -6,7 +6,8 @@ tenants) hits both alike.
 The product is bound by reading the per-position matrices at batch 1, so their bytes decide;
 the figures are ms per image, the bytes of the graph's constants, the read rate those imply and
 the largest difference from anomalib's distances. The Gaussians are random (the speed does not
-depend on their values); ``--channels 550`` is wide_resnet50_2's PaDiM (about 5 GB per copy).
+depend on their values). ``--channels 550`` is wide_resnet50_2's PaDiM: 5 GB per copy of the
+matrices, and the run holds several (torch's, OpenVINO's, both forms).
 
     python benchmarks/distance_speed.py
     OV_CPU_MAX_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/distance_speed.py   # AVX2 kernels

@@ -158,8 +158,9 @@ def int8_dot_products() -> tuple[str, list[str] | None]:
     """This CPU's name and which of :data:`INT8_DOT_PRODUCT_FLAGS` it has (``None``: its flags are
     unknown, as off Linux)."""
     name, flags = speed.cpu_model()
-    if speed.isa_cap() in speed.ISA_CAPS:
-        name = f"{name}, kernels capped at {speed.isa_cap()}"
+    cap = speed.isa_cap()
+    if cap in speed.ISA_CAPS:
+        name = f"{name}, kernels capped at {cap}"
     return name, [flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags] if flags else None
 
 
@@ -169,7 +170,8 @@ def _warn_where_int8_gains_little() -> None:
     if found == []:  # flags known, none of them
         logger.warning(
             "This CPU (%s) has no VNNI or AMX: INT8 gains less here, and how much depends on the core (INT8 latency "
-            "0.90x to 1.05x FP32 on 2-core AMD EPYCs with AVX2 only, 1.5x to 2.2x with AVX2 kernels on an Intel Xeon; "
+            "0.90x to 1.05x FP32 on 2-core AMD EPYCs with AVX2 only, 1.5x to 2.2x with AVX2 kernels on an Intel Xeon "
+            "whose AVX-512, VNNI and AMX were capped away; "
             "docs/quantization.md). The INT8 model pays off most where it is served on a CPU with VNNI or AMX; time "
             "both exports on the CPU that serves them (benchmarks/export_speed.py).", name)
 

@@ -46,7 +46,7 @@ class ScaledMahalanobis(AnomalyMapGenerator):
         mean: the Gaussians' means, ``(C, P)``.
         inv_covariance: their inverse covariances, ``(P, C, C)``.
         order: the channel order of the embeddings it will see, as indices into the Gaussians'
-            channels (default: the same order); applied while the one scaled copy is made.
+            channels (default: the same order); applied while the scaled blocks are copied.
     """
 
     def __init__(self, generator: AnomalyMapGenerator, mean: torch.Tensor, inv_covariance: torch.Tensor,
@@ -57,16 +57,19 @@ class ScaledMahalanobis(AnomalyMapGenerator):
         if order is None:
             order = torch.arange(mean.shape[0], device=mean.device)
         scale = inverse.diagonal(dim1=1, dim2=2)[:, order].clamp_min(torch.finfo(inverse.dtype).tiny).sqrt()  # (P, C)
-        # the upper block rows of the symmetric scaled matrix (module docstring), reordered and
-        # scaled as they are copied: 3/4 of one matrix in the Gaussians' precision
+
+        def scaled_block(rows: slice, columns: slice) -> torch.Tensor:
+            """A block of ``A / (s s^T)`` in the embedding's channel order, scaled in place as it is copied."""
+            block = inverse[:, order[rows, None], order[None, columns]]
+            block /= scale[:, rows, None]
+            block /= scale[:, None, columns]
+            return block
+
+        # the upper block rows of the symmetric scaled matrix (module docstring): 3/4 of one matrix
         half = len(order) // 2
-        upper = inverse[:, order[:half, None], order[None, :]]
-        upper /= scale[:, :half, None]
-        upper /= scale[:, None, :]
+        upper = scaled_block(slice(None, half), slice(None))
         upper[:, :, half:] *= 2
-        lower = inverse[:, order[half:, None], order[None, half:]]
-        lower /= scale[:, half:, None]
-        lower /= scale[:, None, half:]
+        lower = scaled_block(slice(half, None), slice(half, None))
         self.register_buffer("mean", mean[order])
         self.register_buffer("scale", scale.T.contiguous())  # (C, P), as the embedding's channels and positions
         self.register_buffer("upper_rows", upper)  # (P, C/2, C): [A11, 2 A12]

@@ -206,6 +206,8 @@ def test_padim_export_network_scores_as_the_model(chosen):
     generator = network.anomaly_map_generator  # the scaled form's unit diagonal, in both blocks
     assert generator.upper_rows.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
     assert generator.lower_block.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
+    stored = generator.upper_rows.numel() + generator.lower_block.numel()
+    assert stored == positions * (50 * 100 + 50 * 50)  # the upper block rows only: 3/4 of the 100x100 matrices
 
 
 def test_padim_upsampling_and_blur_as_products_equal_anomalibs_2d_convolution():

@@ -135,13 +135,14 @@ def test_an_isa_cap_in_the_environment_decides_like_a_cpu_without_the_capped_ins
     from otx_anomaly.deploy import speed
     from otx_anomaly.deploy.quantization import distance_in_int8
 
-    cpuinfo = "model name\t: Test CPU\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n"
+    cpuinfo = ("cpu family\t: 25\nmodel\t\t: 17\nmodel name\t: Test CPU\n"
+               "flags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n")
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: cpuinfo if str(self) == "/proc/cpuinfo" else "")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert distance_in_int8(QuantizationOptions(), "scaled") is expected
     assert "fpu" in speed.cpu_model()[1]  # flags outside the ISA list are kept
     assert f"kernels capped: ONEDNN_MAX_CPU_ISA={cap}" in speed.cpu_description()
-    assert speed.cpu_description().startswith("Test CPU; ISA avx2 (kernels") is (cap == "AVX2")
+    assert speed.cpu_description().startswith("Test CPU (family 25 model 17); ISA avx2 (kernels") is (cap == "AVX2")
 
 
 def test_int8_predicts_like_the_fp32_model(fitted, int8):

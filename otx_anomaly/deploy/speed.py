@@ -116,18 +116,23 @@ def isa_cap() -> str | None:
 def cpu_model() -> tuple[str, frozenset[str]]:
     """The CPU's model name and the instruction-set flags OpenVINO's kernels may use: those
     ``/proc/cpuinfo`` lists, less the :data:`ISA_FLAGS` above an :func:`isa_cap` (no flags where
-    there is no such file, as on Windows and macOS)."""
+    there is no such file, as on Windows and macOS). The name carries the family and model numbers
+    where the file gives them: virtual machines often report only "AMD EPYC", which spans cores
+    whose INT8 kernels differ."""
     import platform
 
-    name, flags = platform.processor() or platform.machine(), frozenset()
+    name, flags, fields = platform.processor() or platform.machine(), frozenset(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = frozenset(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first processor's
     except OSError:
         pass
+    name = fields.get("model name", name)
+    if fields.get("cpu family") and fields.get("model"):
+        name = f"{name} (family {fields['cpu family']} model {fields['model']})"
+    if "flags" in fields:
+        flags = frozenset(fields["flags"].split())
     allowed = ISA_CAPS.get(isa_cap() or "")
     if allowed is not None and flags:
         flags = flags - (set(ISA_FLAGS) - set(allowed))

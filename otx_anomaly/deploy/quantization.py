@@ -170,8 +170,8 @@ def _warn_where_int8_gains_little() -> None:
     if found == []:  # flags known, none of them
         logger.warning(
             "This CPU (%s) has no VNNI or AMX: INT8 gains less here, and how much depends on the core (INT8 latency "
-            "0.90x to 1.05x FP32 on 2-core AMD EPYCs with AVX2 only, 1.5x to 2.2x with AVX2 kernels on an Intel Xeon "
-            "whose AVX-512, VNNI and AMX were capped away; "
+            "0.90x to 1.05x FP32 on 2-core AMD EPYCs with AVX2 only, 1.4x to 2.2x with AVX2 kernels on an AMD EPYC "
+            "(Zen 4) and an Intel Xeon whose AVX-512, VNNI and AMX were capped away; "
             "docs/quantization.md). The INT8 model pays off most where it is served on a CPU with VNNI or AMX; time "
             "both exports on the CPU that serves them (benchmarks/export_speed.py).", name)
 

@@ -5,8 +5,9 @@ Each model is fitted on the given data (PaDiM: its one epoch; STFPM: ``--stfpm-e
 engine runs the same images. Printed, with the CPU's name and instruction sets first:
 
 - speed: latency (median over ``--repeats`` passes of the mean time per image, one request at a
-  time), throughput with several batch-1 requests in flight (OpenVINO's THROUGHPUT hint; eager
-  PyTorch runs one image at a time on all threads, so its throughput is 1 / latency), images/s at
+  time; the engines' passes alternate, so that the machine's drift hits all alike), throughput
+  with several batch-1 requests in flight (OpenVINO's THROUGHPUT hint; eager PyTorch runs one
+  image at a time on all threads, so its throughput is 1 / latency), images/s at
   batch 1, 8 and 32 (one request of that many images; where the frames differ in size, as on
   magnetic tiles, they are first resized to the model's input size, since a request holds one
   size), and the image and pixel AUROC of each
@@ -53,7 +54,13 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
 
     from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, quantize
     from otx_anomaly.deploy.export import export_model
-    from otx_anomaly.deploy.speed import batch_throughput, latency_ms, model_size_mb, openvino_throughput, stage_profile
+    from otx_anomaly.deploy.speed import (
+        batch_throughput,
+        latencies_ms,
+        model_size_mb,
+        openvino_throughput,
+        stage_profile,
+    )
     from otx_anomaly.io.images import load_image
 
     paths = {p: export_model(model, workdir / p.lower(), precision=p) for p in ("FP32", "FP16")}
@@ -73,10 +80,12 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
             return model(torch.from_numpy(tensor))
 
     eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]
-    eager_ms = latency_ms(eager, eager_inputs, repeats)
+    latency = latencies_ms({"eager PyTorch": (eager, eager_inputs),
+                            **{f"OpenVINO {p}": (engine.infer, inputs) for p, engine in engines.items()}}, repeats)
+    eager_ms = latency["eager PyTorch"]
     rows = {"eager PyTorch": {"latency_ms": eager_ms, "throughput": 1000.0 / eager_ms, "size_mb": float("nan")}}
     for precision, engine in engines.items():
-        rows[f"OpenVINO {precision}"] = {"latency_ms": latency_ms(engine.infer, inputs, repeats),
+        rows[f"OpenVINO {precision}"] = {"latency_ms": latency[f"OpenVINO {precision}"],
                                          "throughput": openvino_throughput(paths[precision], inputs, repeats),
                                          "size_mb": model_size_mb(paths[precision]),
                                          "stages": stage_profile(paths[precision], inputs, repeats),

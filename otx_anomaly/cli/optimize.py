@@ -85,7 +85,7 @@ def print_comparison(original: Path, quantized: Path, samples: Sequence[Any], be
 
     from otx_anomaly.deploy import OpenVINOInferencer
     from otx_anomaly.deploy.accuracy import evaluate_models
-    from otx_anomaly.deploy.speed import latency_ms, model_size_mb, openvino_throughput
+    from otx_anomaly.deploy.speed import latencies_ms, model_size_mb, openvino_throughput
 
     models = {"original": OpenVINOInferencer(original), "INT8": OpenVINOInferencer(quantized)}
     names = ["image_AUROC", "image_F1"] + (["pixel_AUROC"] if any(s.mask for s in samples) else [])
@@ -107,7 +107,7 @@ def print_comparison(original: Path, quantized: Path, samples: Sequence[Any], be
         row(name, values, ".4f", f"{values[1] - values[0]:+.4f}")
     inputs = [models["original"].preprocess(s.image)[0] for s in samples[:benchmark_images]]
     if inputs:
-        latency = [latency_ms(m.infer, inputs) for m in models.values()]
+        latency = list(latencies_ms({key: (m.infer, inputs) for key, m in models.items()}).values())
         row("latency (ms)", latency, ".1f", f"{latency[0] / latency[1]:.2f}x faster")
         throughput = [openvino_throughput(m.path, inputs) for m in models.values()]
         row("throughput (images/s)", throughput, ".1f", f"{throughput[1] / throughput[0]:.2f}x")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +27,31 @@ CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], repeats: int = 5) -> float:
     """Median over ``repeats`` passes of the mean milliseconds per input, after one warm-up call."""
-    if not inputs or repeats < 1:
-        raise ConfigError("latency_ms needs at least one input and one repeat.")
-    return _median_pass_s(run, inputs, repeats) / len(inputs) * 1000.0
+    return latencies_ms({"": (run, inputs)}, repeats)[""]
 
 
-def _median_pass_s(run: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> float:
-    """Median seconds of ``repeats`` passes of ``run`` over ``items``, after one warm-up call."""
-    run(items[0])
-    passes = []
+def latencies_ms(runs: Mapping[str, tuple[Callable[[Any], Any], Sequence[Any]]], repeats: int = 5,
+                 ) -> dict[str, float]:
+    """:func:`latency_ms` of several engines, timed in alternating passes (one pass of each per
+    round), so that a shared machine's drift, or a core that slows down under sustained load, hits
+    every engine alike and their ratios hold within one run.
+
+    Args:
+        runs: per name, the engine's call and its inputs (one image or one batch each).
+        repeats: rounds, after one warm-up call of each engine; each engine's median pass is kept.
+    """
+    if not runs or repeats < 1 or not all(inputs for _, inputs in runs.values()):
+        raise ConfigError("latencies_ms needs at least one engine, inputs for each and one repeat.")
+    for run, inputs in runs.values():
+        run(inputs[0])
+    passes: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for item in items:
-            run(item)
-        passes.append(time.perf_counter() - start)
-    return statistics.median(passes)
+        for name, (run, inputs) in runs.items():
+            start = time.perf_counter()
+            for item in inputs:
+                run(item)
+            passes[name].append((time.perf_counter() - start) / len(inputs) * 1000.0)
+    return {name: statistics.median(times) for name, times in passes.items()}
 
 
 def batch_throughput(run: Callable[[Any], Any], inputs: Sequence[np.ndarray], batch_size: int,
@@ -59,7 +69,7 @@ def batch_throughput(run: Callable[[Any], Any], inputs: Sequence[np.ndarray], ba
         raise ConfigError("batch_throughput needs inputs, batch_size >= 1 and repeats >= 1.")
     items = list(inputs) * -(-batch_size // len(inputs))
     batches = [np.concatenate(items[i:i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
-    return len(batches) * batch_size / _median_pass_s(run, batches, repeats)
+    return batch_size * 1000.0 / latency_ms(run, batches, repeats)
 
 
 def openvino_throughput(model_path: str | Path, inputs: Sequence[np.ndarray], repeats: int = 5,

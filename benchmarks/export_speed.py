@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,12 @@ BATCH_SIZES = (1, 8, 32)
 
 def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: Path, repeats: int = 5,
                   calibration_size: int = 300, quantize_distance: bool | None = None,
+                  reference: Callable[[np.ndarray], object] | None = None,
                   ) -> tuple[dict[str, dict[str, float]], dict[str, Path]]:
     """Export ``model`` (fitted) to OpenVINO FP32 and FP16, quantize INT8 on ``calibration`` (normal
-    images), and time eager PyTorch and each engine on the same preprocessed ``images``.
+    images), and time eager PyTorch and each engine on the same preprocessed ``images``, their
+    latency passes alternating (``reference``, anomalib's own eager model, among them as
+    ``eager anomalib``).
 
     Returns, per engine, ``latency_ms``, ``throughput`` (images/s) and ``size_mb`` (OpenVINO only),
     and the exported ``model.xml`` per precision (OpenVINO rows also carry ``stages``, the
@@ -80,10 +84,11 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
             return model(torch.from_numpy(tensor))
 
     eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]
-    latency = latencies_ms({"eager PyTorch": (eager, eager_inputs),
+    eager_runs = {"eager PyTorch": eager, **({"eager anomalib": reference} if reference else {})}
+    latency = latencies_ms({**{name: (run, eager_inputs) for name, run in eager_runs.items()},
                             **{f"OpenVINO {p}": (engine.infer, inputs) for p, engine in engines.items()}}, repeats)
-    eager_ms = latency["eager PyTorch"]
-    rows = {"eager PyTorch": {"latency_ms": eager_ms, "throughput": 1000.0 / eager_ms, "size_mb": float("nan")}}
+    rows = {name: {"latency_ms": latency[name], "throughput": 1000.0 / latency[name], "size_mb": float("nan")}
+            for name in eager_runs}
     for precision, engine in engines.items():
         rows[f"OpenVINO {precision}"] = {"latency_ms": latency[f"OpenVINO {precision}"],
                                          "throughput": openvino_throughput(paths[precision], inputs, repeats),
@@ -94,16 +99,14 @@ def engine_speeds(model, images: list[Path], calibration: list[Path], workdir: P
     return rows, paths
 
 
-def anomalib_eager_ms(model, eager_inputs: list[np.ndarray], repeats: int) -> float:  # noqa: ANN001
-    """Latency of anomalib's own model (same class, backbone, layers and fitted state as ``model``)
-    on the same images: anomalib's pre-processing, network and post-processing in eager PyTorch."""
+def anomalib_eager(model) -> Callable[[np.ndarray], object]:  # noqa: ANN001
+    """anomalib's own model (same class, backbone, layers and fitted state as ``model``) as a call on
+    one ``(1, 3, H, W)`` image: anomalib's pre-processing, network and post-processing in eager PyTorch."""
     from unittest import mock
 
     import anomalib.models
     import timm
     import torch
-
-    from otx_anomaly.deploy.speed import latency_ms
 
     name = type(model).__name__
     kwargs = {"backbone": model.hparams["backbone"], "layers": list(model.hparams["layers"])}
@@ -119,7 +122,7 @@ def anomalib_eager_ms(model, eager_inputs: list[np.ndarray], repeats: int) -> fl
         with torch.no_grad():
             return theirs(torch.from_numpy(tensor))
 
-    return latency_ms(eager, eager_inputs, repeats)
+    return eager
 
 
 def main() -> None:
@@ -145,7 +148,6 @@ def main() -> None:
     from otx_anomaly.data import MVTecDataModule
     from otx_anomaly.deploy.accuracy import LabeledImage, evaluate_models
     from otx_anomaly.deploy.speed import STAGES, cpu_description
-    from otx_anomaly.io.images import load_image
     from otx_anomaly.io.layout import mvtec_split
     from otx_anomaly.models import Padim, Stfpm
 
@@ -172,11 +174,11 @@ def main() -> None:
                                  enable_checkpointing=False)
             trainer.fit(model, datamodule=MVTecDataModule(root=args.root, category=args.category, num_workers=0))
             rows, paths = engine_speeds(model, images, calibration, Path(tmp), args.repeats, args.calibration,
-                                        {"auto": None, "true": True, "false": False}[args.quantize_distance])
+                                        {"auto": None, "true": True, "false": False}[args.quantize_distance],
+                                        reference=anomalib_eager(model))
             accuracy = dict(zip(paths, evaluate_models(list(paths.values()), labeled,
                                                        ("image_AUROC", "pixel_AUROC")), strict=True))
-            eager_inputs = [np.ascontiguousarray(load_image(path).transpose(2, 0, 1)[None]) for path in images]
-            theirs_ms = anomalib_eager_ms(model, eager_inputs, args.repeats)
+            theirs_ms = rows["eager anomalib"]["latency_ms"]
             gflop, fp32_bytes = graph_gflop(model), paths["FP32"].with_suffix(".bin").stat().st_size
         eager_rate, fp32_rate = rows["eager PyTorch"]["throughput"], rows["OpenVINO FP32"]["throughput"]
         fp32_ms, int8_ms = rows["OpenVINO FP32"]["latency_ms"], rows["OpenVINO INT8"]["latency_ms"]

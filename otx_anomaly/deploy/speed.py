@@ -103,10 +103,11 @@ def model_size_mb(model_path: str | Path) -> float:
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
-#: Environment variables that cap the instruction sets OpenVINO's CPU kernels use: oneDNN's (and its
-#: older name), and OpenVINO's own, which wants the same value; an AVX-512 machine can then run the
-#: AVX2 kernels.
-ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA")
+#: oneDNN's ISA cap variable and its older name (the first one set is the cap).
+ONEDNN_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+#: Environment variables that cap the instruction sets OpenVINO's CPU kernels use: oneDNN's, and
+#: OpenVINO's own, which wants the same value; an AVX-512 machine can then run the AVX2 kernels.
+ISA_CAP_VARIABLES = (*ONEDNN_CAP_VARIABLES, "OV_CPU_MAX_ISA")
 #: The :data:`ISA_FLAGS` each oneDNN cap allows (a cap not listed, such as ``ALL``, allows them all).
 ISA_CAPS = {
     "SSE41": (), "AVX": (), "AVX2": ("avx2",), "AVX2_VNNI": ("avx2", "avx_vnni"),
@@ -117,9 +118,9 @@ ISA_CAPS = {
 
 
 def isa_cap() -> str | None:
-    """The oneDNN ISA cap set in the environment (the first of the oneDNN names in
-    :data:`ISA_CAP_VARIABLES`), upper-cased; ``None`` where none is set."""
-    value = next((os.environ[name] for name in ISA_CAP_VARIABLES[:2] if os.environ.get(name)), None)
+    """The oneDNN ISA cap set in the environment (the first of :data:`ONEDNN_CAP_VARIABLES`),
+    upper-cased; ``None`` where none is set."""
+    value = next((os.environ[name] for name in ONEDNN_CAP_VARIABLES if os.environ.get(name)), None)
     return value.strip().upper() if value else None
 
 

@@ -9,8 +9,8 @@ from otx_anomaly.errors import ConfigError
 
 
 def test_engines_are_timed_in_alternating_passes_so_that_drift_hits_all_alike():
-    """A core that slows under sustained load (seen on an AMD EPYC under INT8) or a shared machine's
-    drift would favour whichever engine ran first; alternating passes make the ratio fair."""
+    """A shared machine's drift (an INT8 model at about 12 or 15.5 ms per image from minute to minute on
+    an AMD EPYC) would favour whichever engine ran first; alternating passes make the ratio fair."""
     calls = []
 
     def engine(name):

@@ -33,8 +33,8 @@ def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], repeats: int = 
 def latencies_ms(runs: Mapping[str, tuple[Callable[[Any], Any], Sequence[Any]]], repeats: int = 5,
                  ) -> dict[str, float]:
     """:func:`latency_ms` of several engines, timed in alternating passes (one pass of each per
-    round), so that a shared machine's drift, or a core that slows down under sustained load, hits
-    every engine alike and their ratios hold within one run.
+    round), so that a shared machine's drift hits every engine alike and their ratios hold within
+    one run.
 
     Args:
         runs: per name, the engine's call and its inputs (one image or one batch each).

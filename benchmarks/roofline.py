@@ -7,6 +7,10 @@ read (the exported FP32 weights, read once per request) over the bandwidth; the 
 divided by that floor says how far an engine is from what the hardware allows. The sum is a
 conservative floor: an engine that overlapped compute with reads could beat it, none here does.
 
+A batch of N images shares the reads, not the arithmetic, so batching can at best bring a model
+from its batch-1 floor down to its batch-N floor: ``batch_gain`` is that ratio. Where the reads are
+a small part of the floor (fast memory, heavy backbone), no engine can make a batch pay much.
+
     python benchmarks/roofline.py   # prints the two peaks of this machine
 """
 
@@ -23,14 +27,25 @@ class MachinePeaks:
     gemm_gflops: float
     read_gbps: float
 
-    def floor_ms(self, gflop: float, bytes_read: float) -> float:
+    def floor_ms(self, gflop: float, bytes_read: float, batch_size: int = 1) -> float:
         """Milliseconds per image at best: compute at the GEMM peak plus reads at the bandwidth.
 
         Args:
             gflop: arithmetic per image (2 per multiply-add).
-            bytes_read: bytes read per image (weights; activations stay in cache at batch 1).
+            bytes_read: bytes read per request (the weights; activations stay in cache at batch 1).
+            batch_size: images per request, which share its reads.
         """
-        return (gflop / self.gemm_gflops + bytes_read / 1e9 / self.read_gbps) * 1000.0
+        return (gflop / self.gemm_gflops + bytes_read / batch_size / 1e9 / self.read_gbps) * 1000.0
+
+    def batch_gain(self, gflop: float, bytes_read: float, batch_size: int) -> float:
+        """Images/s at ``batch_size`` over batch 1 with both at their floors (see the module docstring).
+
+        Args:
+            gflop: arithmetic per image.
+            bytes_read: bytes read per request.
+            batch_size: images per request.
+        """
+        return self.floor_ms(gflop, bytes_read) / self.floor_ms(gflop, bytes_read, batch_size)
 
 
 def _best_s(run, repeats: int) -> float:  # noqa: ANN001

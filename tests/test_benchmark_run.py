@@ -2,7 +2,7 @@
 
 ``benchmarks/`` is scripts, not a package: ``run.py`` runs the way a user runs it
 (``python benchmarks/run.py``, its folder first on ``sys.path`` so its sibling modules import), and
-the self-contained ``bench_data.py`` is loaded from its file.
+the self-contained ``bench_data.py`` and ``roofline.py`` are loaded from their files.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ def _run(*args: str) -> None:
     assert completed.returncode == 0, f"run.py {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}"
 
 
-def _load_bench_data():  # noqa: ANN202 - imports nothing from benchmarks/, so it loads from its file alone
-    spec = importlib.util.spec_from_file_location("bench_data", ROOT / "benchmarks" / "bench_data.py")
+def _load_script(name: str):  # noqa: ANN202 - for scripts that import nothing from benchmarks/
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
 
@@ -81,7 +82,7 @@ def test_quick_run_writes_report_and_plots(demo_root, tmp_path):
 
 def test_subset_and_find_datasets(demo_root, tmp_path):
     """The subset keeps masks beside the images it keeps, and is found as a dataset."""
-    bench_data = _load_bench_data()
+    bench_data = _load_script("bench_data")
     subset = bench_data.subset_dataset(demo_root, "demo", tmp_path / "subset", max_train=3, max_test=1)
     category = subset / "demo"
     assert len(list((category / "train" / "good").iterdir())) == 3
@@ -91,6 +92,17 @@ def test_subset_and_find_datasets(demo_root, tmp_path):
             image = next(folder.iterdir())
             assert (category / "ground_truth" / folder.name / f"{image.stem}_mask.png").exists()
     assert bench_data.find_datasets(tmp_path, ["subset"], None) == [(tmp_path / "subset", "demo")]
+
+
+def test_roofline_batch_gain_shares_only_the_reads():
+    """The batch bound ``export_speed.py`` prints: a batch divides the reads, never the arithmetic."""
+    peaks = _load_script("roofline").MachinePeaks(gemm_gflops=200.0, read_gbps=40.0)
+    assert peaks.floor_ms(4.0, 160e6) == pytest.approx(20.0 + 4.0)
+    assert peaks.floor_ms(4.0, 160e6, batch_size=8) == pytest.approx(20.0 + 0.5)
+    assert peaks.batch_gain(4.0, 160e6, 8) == pytest.approx(24.0 / 20.5)
+    # all reads: a batch of 8 is up to 8x; no reads: batching cannot help
+    assert peaks.batch_gain(1e-9, 160e6, 8) == pytest.approx(8.0, rel=1e-5)
+    assert peaks.batch_gain(4.0, 0.0, 8) == 1.0
 
 
 def test_model_cost_counts_the_exported_graph():

@@ -88,7 +88,9 @@ def test_quantizing_on_a_cpu_without_int8_dot_products_says_int8_gains_little_th
     monkeypatch.setattr(speed, "cpu_model", lambda: ("Test CPU", frozenset(flags)))
     with caplog.at_level("WARNING", logger="otx_anomaly.deploy.quantization"):
         quantize(fp32, list(datamodule.train_data.samples.image_path)[:4], tmp_path / "int8")
-    assert ("Test CPU) has no VNNI or AMX" in caplog.text) is warned
+    # the name may carry a kernel cap (", kernels capped at AVX2") when the suite runs under one
+    assert ("has no VNNI or AMX" in caplog.text) is warned
+    assert ("This CPU (Test CPU" in caplog.text) is warned
 
 
 def test_int8_keeps_the_distance_product_in_float_when_asked_or_for_older_exports(fitted, tmp_path):

@@ -7,6 +7,10 @@ differ from the first; engines timed one after the other would then compare diff
 states. The models are any exports (``python -m otx_anomaly export`` and ``optimize``, or a
 ``model.xml`` pair of your own); their speed does not depend on how long they were trained.
 
+With ``--threads 1 2`` each model is also an engine per thread count (OpenVINO's
+``INFERENCE_NUM_THREADS``), so the rounds show whether a slow spell hits one core's work or the
+threads' cooperation.
+
     python benchmarks/pass_series.py --root ../shared/data/bsdata_ball_screw --category ball_screw_drive \\
         --models fp32/model.xml int8/model.xml
 """
@@ -28,14 +32,21 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="test frames per pass (the first, sorted by path)")
     parser.add_argument("--passes", type=int, default=30, help="passes of each model alone")
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds (of 3 passes each)")
+    parser.add_argument("--threads", type=int, nargs="+", help="thread counts to time each model on, each an "
+                        "engine of its own (default: the inferencer's, all cores)")
     args = parser.parse_args()
 
     from otx_anomaly.deploy import OpenVINOInferencer
-    from otx_anomaly.deploy.speed import cpu_description, latencies_ms
+    from otx_anomaly.deploy.speed import CPU_CONFIG, cpu_description, latencies_ms
     from otx_anomaly.io.layout import mvtec_split
 
     images = sorted(t.path for t in mvtec_split(args.root, args.category, "test"))[: args.images]
-    engines = {str(path): OpenVINOInferencer(path) for path in args.models}
+    engines = {}
+    for path in args.models:
+        for threads in args.threads or [None]:
+            name = str(path) if threads is None else f"{path} ({threads} threads)"
+            config = None if threads is None else {**CPU_CONFIG, "INFERENCE_NUM_THREADS": threads}
+            engines[name] = OpenVINOInferencer(path, config=config)
     inputs = {name: [engine.preprocess(image)[0] for image in images] for name, engine in engines.items()}
     print(f"CPU: {cpu_description()}")
     print(f"{len(images)} frames of {args.root / args.category} per pass, batch 1, ms per image\n")
@@ -48,7 +59,7 @@ def main() -> None:
                 engine.infer(tensor)
             series.append((time.perf_counter() - start) / len(images) * 1000.0)
         print(f"{name} alone, pass after pass: " + " ".join(f"{ms:.1f}" for ms in series))
-    first = str(args.models[0])
+    first = next(iter(engines))
     print(f"\nAlternating rounds (median of 3 passes each), ratio = {first} / each:")
     for number in range(args.rounds):
         latency = latencies_ms({name: (engine.infer, inputs[name]) for name, engine in engines.items()}, 3)

@@ -204,8 +204,8 @@ def test_padim_export_network_scores_as_the_model(chosen):
     assert torch.allclose(actual.pred_score, expected.pred_score, rtol=0, atol=1e-5 * scale)
     assert type(model.model.anomaly_map_generator).__name__ == "AnomalyMapGenerator"  # anomalib's, kept
     generator = network.anomaly_map_generator  # the scaled form's unit diagonal, in both blocks
-    assert generator.upper_rows.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
-    assert generator.lower_block.diagonal(dim1=1, dim2=2).allclose(torch.ones(()))
+    assert generator.upper_rows.diagonal(dim1=-2, dim2=-1).allclose(torch.ones(()))
+    assert generator.lower_block.diagonal(dim1=-2, dim2=-1).allclose(torch.ones(()))
     stored = generator.upper_rows.numel() + generator.lower_block.numel()
     assert stored == positions * (50 * 100 + 50 * 50)  # the upper block rows only: 3/4 of the 100x100 matrices
 

@@ -20,6 +20,18 @@ The scaled matrix is symmetric, so only its upper block rows are stored: with th
 in halves ``a`` and ``b``, ``d^2 = a^T [A11, 2 A12] [a; b] + b^T A22 b``, two products that read 3/4
 of the bytes (123 MB instead of 164 MB at 256x256), the same sum in another order.
 
+The products take the embedding positions first, ``(P, 1, B, C)``, and the matrices as
+``(P, 1, C/2, C)``: OpenVINO runs them as batched ``MatMul`` nodes, one ``B``-row product per
+position, where the 3-D form ``(P, B, C)`` became ``FullyConnected`` nodes that were slower at
+batch 1. The channels-last permute that gets there costs less than a transpose of ``(B, C, P)``,
+and the sums over channels are products with a row of ones (at batch 8, OpenVINO's ``ReduceSum``
+over that layout took 4.2 ms per batch, the products 0.8 ms). The same sums in another order:
+the exported maps differ by 2e-7. Measured on a 2-core AMD EPYC (family 25 model 17, ISA AVX2,
+AVX-512F, AVX-512 VNNI), PaDiM resnet18 at 256x256 on BSData frames, in alternating passes: the
+distance stage 7.1 to 7.5 -> 5.9 ms in FP32 and 4.4 to 4.5 -> 2.8 ms in INT8 (per-node counters), latency
+1.03x to 1.09x faster in FP32 and 1.06x to 1.10x in INT8, batch 8 images/s unchanged (0.99x to
+1.02x).
+
 Example:
     >>> import torch
     >>> from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import torch
 from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator
+from torch.nn import functional as F  # noqa: N812
 
 
 class ScaledMahalanobis(AnomalyMapGenerator):
@@ -70,10 +83,11 @@ class ScaledMahalanobis(AnomalyMapGenerator):
         upper = scaled_block(slice(None, half), slice(None))
         upper[:, :, half:] *= 2
         lower = scaled_block(slice(half, None), slice(half, None))
-        self.register_buffer("mean", mean[order])
-        self.register_buffer("scale", scale.T.contiguous())  # (C, P), as the embedding's channels and positions
-        self.register_buffer("upper_rows", upper)  # (P, C/2, C): [A11, 2 A12]
-        self.register_buffer("lower_block", lower)  # (P, C/2, C/2): A22
+        # positions first, as the products take them (module docstring)
+        self.register_buffer("mean", mean[order].T.contiguous())  # (P, C)
+        self.register_buffer("scale", scale.contiguous())  # (P, C)
+        self.register_buffer("upper_rows", upper.unsqueeze(1))  # (P, 1, C/2, C): [A11, 2 A12]
+        self.register_buffer("lower_block", lower.unsqueeze(1))  # (P, 1, C/2, C/2): A22
 
     def compute_distance(self, embedding: torch.Tensor, stats: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The Mahalanobis distance per position, ``(B, 1, H, W)`` (``stats`` are ignored: the
@@ -84,8 +98,14 @@ class ScaledMahalanobis(AnomalyMapGenerator):
             stats: unused; anomalib's ``compute_anomaly_map`` passes the mean and inverse again.
         """
         batch, channels, height, width = embedding.shape
-        scaled = ((embedding.reshape(batch, channels, height * width) - self.mean) * self.scale).permute(2, 0, 1)
-        half = self.upper_rows.shape[1]
-        upper = (torch.matmul(scaled[..., :half], self.upper_rows) * scaled).sum(2)
-        lower = (torch.matmul(scaled[..., half:], self.lower_block) * scaled[..., half:]).sum(2)
-        return (upper + lower).permute(1, 0).reshape(batch, 1, height, width).clamp(0).sqrt()
+        positions = height * width
+        channels_last = embedding.permute(0, 2, 3, 1).reshape(batch, positions, channels)
+        scaled = ((channels_last - self.mean) * self.scale).transpose(0, 1).unsqueeze(1)  # (P, 1, B, C)
+        half = self.upper_rows.shape[-2]
+        # the sums over channels as products with ones (module docstring); they stay in float, since
+        # only ``aten::matmul`` is quantized (deploy/quantization.py's DISTANCE_PRODUCT)
+        ones = torch.ones(1, channels, dtype=embedding.dtype, device=embedding.device)
+        upper = F.linear(torch.matmul(scaled[..., :half], self.upper_rows) * scaled, ones)
+        lower = F.linear(torch.matmul(scaled[..., half:], self.lower_block) * scaled[..., half:], ones[:, :half])
+        squared = (upper + lower).reshape(positions, batch).transpose(0, 1)
+        return squared.reshape(batch, 1, height, width).clamp(0).sqrt()

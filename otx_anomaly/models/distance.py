@@ -28,9 +28,9 @@ and the sums over channels are products with a row of ones (at batch 8, OpenVINO
 over that layout took 4.2 ms per batch, the products 0.8 ms). The same sums in another order:
 the exported maps differ by 2e-7. Measured on a 2-core AMD EPYC (family 25 model 17, ISA AVX2,
 AVX-512F, AVX-512 VNNI), PaDiM resnet18 at 256x256 on BSData frames, in alternating passes: the
-distance stage 7.1 to 7.5 -> 5.9 ms in FP32 and 4.4 to 4.5 -> 2.8 ms in INT8 (per-node counters), latency
-1.03x to 1.09x faster in FP32 and 1.06x to 1.10x in INT8, batch 8 images/s unchanged (0.99x to
-1.02x).
+distance stage 7.1 to 7.5 -> 5.9 ms in FP32 and 4.4 to 4.5 -> 2.8 ms in INT8 (per-node counters);
+latency 1.06x to 1.10x faster in FP32 and 1.07x to 1.08x in INT8 (three runs), batch 8 images/s
+1.00x to 1.02x (one INT8 reading 1.19x).
 
 Example:
     >>> import torch

@@ -77,6 +77,20 @@ def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_
     assert OpenVINOInferencer(fitted[1]).metadata["distance_form"] == "scaled"
 
 
+def test_stage_profile_counts_each_quantizer_with_the_layer_it_feeds(int8):
+    """NNCF's quantizers carry no module name; the stage profile (export_speed.py) counts them with
+    the layers they quantize, not as pre-processing, so that INT8's stages compare with FP32's."""
+    from otx_anomaly.deploy.speed import CPU_CONFIG, node_stages
+
+    runtime = ov.Core().compile_model(str(int8), "CPU", CPU_CONFIG).get_runtime_model()
+    stages = node_stages(runtime)
+    quantizers = {op.get_friendly_name() for op in runtime.get_ops()
+                  if op.get_rt_info()["layerType"].astype(str) == "FakeQuantize"}
+    feeding_layers = {name for name in quantizers if "pre_processor" not in name}  # not the input's own
+    assert feeding_layers and {stages[name] for name in feeding_layers} <= {"backbone", "distance"}
+    assert set(stages) == {op.get_friendly_name() for op in runtime.get_ops()}
+
+
 @pytest.mark.parametrize(("flags", "warned"), [({"avx2", "fma"}, True), ({"avx2", "avx512_vnni"}, False),
                                                (set(), False)])
 def test_quantizing_on_a_cpu_without_int8_dot_products_says_int8_gains_little_there(

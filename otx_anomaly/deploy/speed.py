@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from otx_anomaly.deploy.resize import RESIZE_PREFIX
 from otx_anomaly.errors import ConfigError
 
 #: What the inferencer compiles with on CPU: float32 where the graph is not INT8 (see OpenVINOInferencer).
@@ -180,19 +181,59 @@ def stage_of(names: str) -> str:
     Args:
         names: a runtime node's ``originalLayersNames`` (or its own name when that is empty).
     """
+    return _named_stage(names) or "pre-processing"  # PrePostProcessor's nodes have no module name
+
+
+def _named_stage(names: str) -> str | None:
+    """:func:`stage_of` where the names say it; ``None`` for a node without a module's name."""
     if "anomaly_map_generator" in names:
         return "upsample + blur" if any(k in names for k in ("blur", "upsample", "Interpolate")) else "distance"
     if any(k in names for k in ("feature_extractor", "teacher_model", "student_model", "__module.model/")):
         return "backbone"
     if "post_processor" in names:
         return "post-processing"
-    return "pre-processing"  # the pre_processor's nodes and those PrePostProcessor added (no module name)
+    if "pre_processor" in names or RESIZE_PREFIX in names:
+        return "pre-processing"
+    return None
+
+
+def node_stages(runtime_model: ov.Model) -> dict[str, str]:
+    """The stage of every node of a compiled model's runtime graph, by friendly name.
+
+    A node fused from named modules takes :func:`stage_of` of those names. One without a module's
+    name (NNCF's quantizers and scale nodes, the plugin's reorders, PrePostProcessor's conversions)
+    takes the stage of the nearest named node it feeds, since a quantizer belongs to the layer that
+    reads it; failing that, of the nearest named node feeding it, else ``pre-processing``.
+
+    Args:
+        runtime_model: ``compiled_model.get_runtime_model()``.
+    """
+    ops = runtime_model.get_ordered_ops()
+    named = {}
+    for op in ops:
+        info = op.get_rt_info()
+        names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
+        named[op.get_friendly_name()] = _named_stage(names or op.get_friendly_name())
+    downstream = dict(named)
+    for op in reversed(ops):  # consumers come later in the order, so they are resolved first
+        name = op.get_friendly_name()
+        if downstream[name] is None:
+            consumers = [target.get_node().get_friendly_name() for output in op.outputs()
+                         for target in output.get_target_inputs()]
+            downstream[name] = next((downstream[c] for c in consumers if downstream.get(c)), None)
+    stages = {}
+    for op in ops:  # producers come earlier
+        name = op.get_friendly_name()
+        producers = [value.get_node().get_friendly_name() for value in op.input_values()]
+        stages[name] = downstream[name] or next((stages[p] for p in producers if p in stages), "pre-processing")
+    return stages
 
 
 def stage_profile(model_path: str | Path, inputs: Sequence[np.ndarray], repeats: int = 3,
                   device: str = "CPU") -> dict[str, float]:
     """Milliseconds per image spent in each of :data:`STAGES`, from OpenVINO's per-node performance
-    counters (``PERF_COUNT``), one request at a time, compiled as the inferencer compiles.
+    counters (``PERF_COUNT``), one request at a time, compiled as the inferencer compiles; each node
+    in the stage :func:`node_stages` gives it.
 
     The counters time each compiled node on its own, so their sum differs a little from the latency
     (:func:`latency_ms`); compare stages with each other, and engines stage by stage.
@@ -207,11 +248,7 @@ def stage_profile(model_path: str | Path, inputs: Sequence[np.ndarray], repeats:
         raise ConfigError("stage_profile needs at least one input and one repeat.")
     config = {"PERF_COUNT": True, **(CPU_CONFIG if device.upper().startswith("CPU") else {})}
     compiled = ov.Core().compile_model(str(model_path), device, config)
-    stage = {}
-    for op in compiled.get_runtime_model().get_ops():
-        info = op.get_rt_info()
-        names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
-        stage[op.get_friendly_name()] = stage_of(names or op.get_friendly_name())
+    stage = node_stages(compiled.get_runtime_model())
     request = compiled.create_infer_request()
     request.infer(inputs[0])
     totals, images = dict.fromkeys(STAGES, 0.0), 0

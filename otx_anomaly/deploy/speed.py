@@ -209,12 +209,11 @@ def node_stages(runtime_model: ov.Model) -> dict[str, str]:
         runtime_model: ``compiled_model.get_runtime_model()``.
     """
     ops = runtime_model.get_ordered_ops()
-    named = {}
+    downstream = {}  # each node's stage by its own names, then by the nodes it feeds
     for op in ops:
         info = op.get_rt_info()
         names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
-        named[op.get_friendly_name()] = _named_stage(names or op.get_friendly_name())
-    downstream = dict(named)
+        downstream[op.get_friendly_name()] = _named_stage(names or op.get_friendly_name())
     for op in reversed(ops):  # consumers come later in the order, so they are resolved first
         name = op.get_friendly_name()
         if downstream[name] is None:

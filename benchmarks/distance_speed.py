@@ -3,6 +3,10 @@
 alternating rounds in one run so that the machine's drift (memory bandwidth shared with other
 tenants) hits both alike.
 
+A third row times the export's blocks in the layout it had before the fifth session, ``(positions,
+batch, channels)`` products, against today's positions-first 4-D one (same sums; see the module
+docstring of ``otx_anomaly.models.distance``).
+
 The product is bound by reading the per-position matrices at batch 1, so their bytes decide;
 the figures are ms per image, the bytes of the graph's constants, the read rate those imply and
 the largest difference from anomalib's distances. The Gaussians are random (the speed does not
@@ -23,6 +27,22 @@ import warnings
 import numpy as np
 
 warnings.filterwarnings("ignore")
+
+
+def three_d_distance(distance, embedding):  # noqa: ANN001, ANN201
+    """``distance.compute_distance(embedding)`` (a ``ScaledMahalanobis``) with its blocks as
+    ``(positions, batch, channels)`` products, the export's layout before the fifth session, which
+    OpenVINO runs as ``FullyConnected`` nodes: the same sums, kept to compare the layouts."""
+    import torch
+
+    batch, channels, height, width = embedding.shape
+    mean, scale = distance.mean.T, distance.scale.T  # (C, P)
+    upper_rows, lower_block = distance.upper_rows.squeeze(1), distance.lower_block.squeeze(1)  # (P, C/2, *)
+    scaled = ((embedding.reshape(batch, channels, -1) - mean) * scale).permute(2, 0, 1)
+    half = upper_rows.shape[1]
+    upper = (torch.matmul(scaled[..., :half], upper_rows) * scaled).sum(2)
+    lower = (torch.matmul(scaled[..., half:], lower_block) * scaled[..., half:]).sum(2)
+    return (upper + lower).permute(1, 0).reshape(batch, 1, height, width).clamp(0).sqrt()
 
 
 def distance_modules(channels: int, positions: int):  # noqa: ANN201
@@ -55,7 +75,19 @@ def distance_modules(channels: int, positions: int):  # noqa: ANN201
         def forward(self, embedding: torch.Tensor) -> torch.Tensor:
             return self.distance.compute_distance(embedding)
 
-    return {"anomalib": Anomalib(), "export (scaled, blocks)": Export()}
+    class ThreeD(torch.nn.Module):
+        """The export's blocks in their layout before the fifth session (:func:`three_d_distance`)."""
+
+        def __init__(self, distance: ScaledMahalanobis) -> None:
+            super().__init__()
+            self.distance = distance
+
+        def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+            return three_d_distance(self.distance, embedding)
+
+    export = Export()
+    return {"anomalib": Anomalib(), "export (scaled, blocks)": export,
+            "export, 3-D products (before)": ThreeD(export.distance)}
 
 
 def main() -> None:

@@ -105,6 +105,19 @@ def test_roofline_batch_gain_shares_only_the_reads():
     assert peaks.batch_gain(4.0, 0.0, 8) == 1.0
 
 
+def test_distance_layouts_compared_compute_the_same_distances():
+    """``distance_speed.py`` and ``distance_layout.py`` time the export's distance beside its layout
+    before the fifth session: a speed comparison only if both give anomalib's distances."""
+    import torch
+
+    modules = _load_script("distance_speed").distance_modules(channels=8, positions=36)
+    embedding = torch.randn(3, 8, 6, 6)
+    with torch.no_grad():
+        expected = modules["anomalib"](embedding)
+        for name in ("export (scaled, blocks)", "export, 3-D products (before)"):
+            assert torch.allclose(modules[name](embedding), expected, rtol=1e-4, atol=1e-5), name
+
+
 def test_model_cost_counts_the_exported_graph():
     """``benchmarks/model_cost.py`` on the meta device: GFLOPs and sizes of the graph that export writes."""
     completed = subprocess.run([sys.executable, "benchmarks/model_cost.py", "--backbones", "resnet18", "--image-sizes",

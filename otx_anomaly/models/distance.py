@@ -26,11 +26,12 @@ position, where the 3-D form ``(P, B, C)`` became ``FullyConnected`` nodes that 
 batch 1. The channels-last permute that gets there costs less than a transpose of ``(B, C, P)``,
 and the sums over channels are products with a row of ones (at batch 8, OpenVINO's ``ReduceSum``
 over that layout took 4.2 ms per batch, the products 0.8 ms). The same sums in another order:
-the exported maps differ by 2e-7. Measured on a 2-core AMD EPYC (family 25 model 17, ISA AVX2,
-AVX-512F, AVX-512 VNNI), PaDiM resnet18 at 256x256 on BSData frames, in alternating passes: the
-distance stage 7.1 to 7.5 -> 5.9 ms in FP32 and 4.4 to 4.5 -> 2.8 ms in INT8 (per-node counters);
-latency 1.06x to 1.10x faster in FP32 and 1.07x to 1.08x in INT8 (three runs), batch 8 images/s
-1.00x to 1.02x (one INT8 reading 1.19x).
+the exported maps differ by 2e-7. ``benchmarks/distance_layout.py`` (one fitted PaDiM resnet18
+exported both ways, BSData frames, alternating passes) on a 2-core AMD EPYC family 25 model 17, ISA
+AVX2, AVX-512F, AVX-512 VNNI: distance stage 7.0 and 6.4 -> 5.5 and 5.8 ms in FP32, 5.9 and 4.4 ->
+4.7 and 3.1 ms in INT8; latency 1.05x and 1.01x faster in FP32, 1.06x and 1.16x in INT8; batch 8
+images/s 0.98x to 1.03x. With its kernels capped at AVX2 (INT8's distance then stays in float):
+1.07x and 1.09x.
 
 Example:
     >>> import torch

@@ -14,8 +14,7 @@ counters on a 2-core Intel Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX
   the same scores, a product INT8 can take, and only the upper block rows of the symmetric
   matrices (3/4 of the bytes; the distance alone 1.2x to 1.3x faster at batch 1 and 0.93x to
   1.01x at batch 8 on a 2-core Intel Xeon, ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX;
-  ``benchmarks/distance_speed.py``), computed positions first (1.5x to 1.7x anomalib's speed at
-  batch 1 on a 2-core AMD EPYC with AVX-512 VNNI; the module's docstring).
+  ``benchmarks/distance_speed.py``), computed positions first (the module's docstring).
 - **Upsampling and blur as two matrix products**
   (:class:`~otx_anomaly.models.map_products.SeparableProducts`; 10 MFLOP for a 64x64 map to
   256x256, about what the upsampling and the two 1-D blur passes cost). The passes took 0.75 ms

@@ -87,3 +87,30 @@ def test_mean_iou_and_dice_equal_the_per_image_formula_they_replace():
     dice.update(batch)
     assert float(iou.compute()) == pytest.approx(float(expected_iou), abs=1e-6)
     assert float(dice.compute()) == pytest.approx(float(expected_dice), abs=1e-6)
+
+
+def test_auroc_ranks_large_raw_scores_without_saturating():
+    """Raw PaDiM scores reach tens on full-size images; a sigmoid in float32 would tie every one above ~17."""
+    from otx_anomaly.metrics.evaluator import task_evaluator
+    from otx_anomaly.results.evaluation import binary_auroc
+    from otx_anomaly.tasks import AnomalyTask
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 4 == 0
+    scores = 10 + 90 * torch.rand(40, generator=generator) + 40 * labels  # raw scores of 10 to 140
+    maps = 20 + 80 * torch.rand(40, 1, 8, 8, generator=generator)
+    masks = torch.zeros(40, 8, 8, dtype=torch.bool)
+    masks[labels, 2:5, 2:5] = True
+    maps[:, 0][masks] += 10
+    batch = ImageBatch(image=torch.zeros(40, 3, 8, 8), gt_label=labels, gt_mask=masks, pred_score=scores,
+                       anomaly_map=maps, pred_label=labels, pred_mask=masks)
+    batch.raw_pred_score, batch.raw_anomaly_map = scores, maps  # as AnomalyTaskMixin.test_step keeps them
+    evaluator = task_evaluator(AnomalyTask.SEGMENTATION)
+    metrics = {metric.name: metric for metric in [*evaluator.val_metrics, *evaluator.test_metrics]}
+    for name in ("image_AUROC", "pixel_AUROC"):
+        metrics[name].update(batch)
+    image = binary_auroc(scores.double().numpy(), labels.numpy())
+    pixel = binary_auroc(maps.double().numpy().ravel(), masks.numpy().ravel())
+    assert 0.5 < image < 1 and 0.5 < pixel < 1
+    assert float(metrics["image_AUROC"].compute()) == pytest.approx(image, abs=1e-6)
+    assert float(metrics["pixel_AUROC"].compute()) == pytest.approx(pixel, abs=1e-6)

@@ -4,7 +4,8 @@ Validation metrics do not depend on the threshold (it is chosen from the validat
 they drive early stopping and checkpointing. Test metrics include those at the threshold; test
 AUROC and AUPRO read the raw scores, so they too are independent of the threshold and equal
 validation's on the same images (anomalib computes them after normalization, whose clipping ties
-the images beyond the validation range). Pixel metrics skip batches without masks.
+the images beyond the validation range). The AUROCs rank the values as they are: raw scores of any
+size, never squashed into [0, 1]. Pixel metrics skip batches without masks.
 """
 
 from __future__ import annotations
@@ -55,11 +56,14 @@ class TaskEvaluator(Evaluator):
 
 
 def _image_auroc(score: str = "pred_score") -> AUROC:
-    return AUROC(fields=[score, "gt_label"], prefix="image_")
+    # normalization=None: torchmetrics would take values outside [0, 1] for logits and squash them with a
+    # sigmoid, which rounds every raw score above about 17 to 1.0 in float32 and ties them (ranking is all
+    # an AUROC needs, so the values are ranked as they are)
+    return AUROC(fields=[score, "gt_label"], prefix="image_", normalization=None)
 
 
 def _pixel_auroc(anomaly_map: str = "anomaly_map") -> AUROC:
-    return AUROC(fields=[anomaly_map, "gt_mask"], prefix="pixel_", strict=False)
+    return AUROC(fields=[anomaly_map, "gt_mask"], prefix="pixel_", strict=False, normalization=None)
 
 
 def task_evaluator(task: AnomalyTask) -> Evaluator:

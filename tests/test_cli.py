@@ -86,9 +86,8 @@ def test_demo_runs_offline_and_says_it_uses_random_weights(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_uses_the_given_weights_and_the_old_flag_spellings_still_work(weights_path, tmp_path, capsys):
-    assert main(["demo", "--root", str(tmp_path / "data"), "--output", str(tmp_path / "run"),
-                 "--backbone-weights", str(weights_path)]) == 0
+def test_demo_uses_the_given_weights(weights_path, tmp_path, capsys):
+    assert main(["demo", "--root", str(tmp_path / "data"), "--output_dir", str(tmp_path / "run"),
+                 "--backbone_weights", str(weights_path)]) == 0
     captured = capsys.readouterr()
     assert "RANDOM BACKBONE WEIGHTS" not in captured.out and "image_AUROC" in captured.out
-    assert "--backbone-weights is deprecated" in captured.err and "use --backbone_weights" in captured.err

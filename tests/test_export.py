@@ -14,7 +14,7 @@ from PIL import Image
 from otx_anomaly.callbacks import OpenVINOExport
 from otx_anomaly.cli import main
 from otx_anomaly.data import MVTecDataModule
-from otx_anomaly.deploy import FIELDS, LabeledImage, OpenVINOInferencer, evaluate, export_model, labeled_images
+from otx_anomaly.deploy import FIELDS, OpenVINOInferencer, evaluate, export_model, labeled_images
 from otx_anomaly.deploy.export import OUTPUT_NAMES
 from otx_anomaly.errors import ExportError, MetadataError
 from otx_anomaly.io.images import load_image, resize_image
@@ -46,7 +46,7 @@ def test_the_embedded_resize_is_trainings_antialiased_resize_at_any_frame_size(f
 
     parameter = ops.parameter([1, 3, 64, 80], ov.Type.f32)
     graph = embed_preprocessing(ov.Model([ops.multiply(parameter, ops.constant(np.float32(1)))], [parameter]), 64, 80)
-    # not OpenVINO's Interpolate, whose CPU kernel is prepared anew for each frame size (benchmarks/resize_speed.py)
+    # not OpenVINO's Interpolate, whose CPU kernel is prepared anew for each frame size (docs/benchmarks.md)
     assert "Interpolate" not in {op.get_type_name() for op in graph.get_ops()}
     compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     bgr = np.random.default_rng(sum(frame)).integers(0, 256, (2, *frame, 3), dtype=np.uint8)
@@ -99,25 +99,18 @@ def test_evaluated_aurocs_are_the_lightning_models_under_normal_only_validation(
     assert [o.get_any_name() for o in ov.Core().read_model(path).outputs] == list(OUTPUT_NAMES), "Model API sees four"
 
 
-def test_models_exported_before_the_raw_names_still_run_and_evaluate_with_a_warning(padim_checkpoint, demo_root,
-                                                                                    tmp_path, caplog):
+def test_a_graph_without_the_named_raw_tensors_is_refused_with_the_fix(padim_checkpoint, tmp_path):
     from otx_anomaly.deploy.export import RAW_TENSOR_NAMES
 
     path = export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32")
-    older = ov.Core().read_model(path)
-    for op in older.get_ops():  # as exports before the names: the tensors carry only the tracer's names
+    renamed = ov.Core().read_model(path)
+    for op in renamed.get_ops():  # metadata intact, the raw tensors under the tracer's names
         for output in op.outputs():
             if output.get_names() & set(RAW_TENSOR_NAMES.values()):
                 output.get_tensor().set_names({f"traced_{op.get_friendly_name()}"})
-    ov.save_model(older, tmp_path / "older" / "model.xml")
-    inferencer = OpenVINOInferencer(tmp_path / "older" / "model.xml")
-    image = next((demo_root / "demo" / "test" / "scratch").glob("*.png"))
-    assert not inferencer.raw_outputs and inferencer.predict(image).raw_score is None
-    assert OpenVINOInferencer(path).predict(image).raw_score is not None
-    with caplog.at_level("WARNING"):
-        metrics = evaluate(inferencer, [LabeledImage(image, 1), LabeledImage(demo_root / "demo" / "test" / "good" /
-                                                                              "000.png", 0)])
-    assert 0.0 <= metrics["image_AUROC"] <= 1.0 and "Export it again" in caplog.text
+    ov.save_model(renamed, tmp_path / "renamed" / "model.xml")
+    with pytest.raises(MetadataError, match="raw_pred_score.*export it again"):
+        OpenVINOInferencer(tmp_path / "renamed" / "model.xml")
 
 
 def test_deploy_imports_neither_torch_nor_lightning():
@@ -259,7 +252,7 @@ def test_exported_maps_are_upsampled_by_matrix_products(model_class, padim_check
 
 
 def test_stage_profile_attributes_every_node_to_a_stage(padim_checkpoint, tmp_path):
-    from otx_anomaly.deploy.speed import STAGES, stage_of, stage_profile
+    from benchmarks.speed import STAGES, stage_of, stage_profile
 
     inferencer = OpenVINOInferencer(export_model(Padim.load_from_checkpoint(padim_checkpoint), tmp_path / "fp32"))
     inputs = [inferencer.preprocess(np.zeros((48, 80, 3), np.uint8))[0]] * 2

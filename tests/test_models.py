@@ -148,7 +148,7 @@ def test_checkpoint_reloads_without_weights_and_predicts_the_same(demo_root, tmp
 
 
 def test_trainer_runs_the_networks_channels_last_on_cpu_with_the_same_maps(demo_root, tmp_path):
-    """oneDNN's own layout (faster on CPU, ``benchmarks/eager_layout.py``): the maps do not change."""
+    """oneDNN's own layout (faster on CPU, docs/benchmarks.md): the maps do not change."""
     pl.seed_everything(0)
     model = Stfpm(**SMALL)
     _trainer(tmp_path, model, max_epochs=1).fit(model, datamodule=_data(demo_root))

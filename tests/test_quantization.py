@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -74,13 +73,13 @@ def test_int8_keeps_the_anomaly_map_and_normalization_in_float_but_the_distance_
     assert any("feature_extractor" in n for n in consumers) and len(product) == 2  # the two blocks
     assert not [n for n in consumers - product if "anomaly_map_generator" in n or "post_processor" in n]
     assert not [n for n in consumers if n.startswith(RESIZE_PREFIX)], "the embedded resize stays in float"
-    assert OpenVINOInferencer(fitted[1]).metadata["distance_form"] == "scaled"
 
 
 def test_stage_profile_counts_each_quantizer_with_the_layer_it_feeds(int8):
-    """NNCF's quantizers carry no module name; the stage profile (export_speed.py) counts them with
-    the layers they quantize, not as pre-processing, so that INT8's stages compare with FP32's."""
-    from otx_anomaly.deploy.speed import CPU_CONFIG, node_stages
+    """NNCF's quantizers carry no module name; the benchmark's stage profile counts them with the
+    layers they quantize, not as pre-processing, so that INT8's stages compare with FP32's."""
+    from benchmarks.speed import node_stages
+    from otx_anomaly.deploy.speed import CPU_CONFIG
 
     runtime = ov.Core().compile_model(str(int8), "CPU", CPU_CONFIG).get_runtime_model()
     stages = node_stages(runtime)
@@ -107,19 +106,11 @@ def test_quantizing_on_a_cpu_without_int8_dot_products_says_int8_gains_little_th
     assert ("This CPU (Test CPU" in caplog.text) is warned
 
 
-def test_int8_keeps_the_distance_product_in_float_when_asked_or_for_older_exports(fitted, tmp_path):
+def test_int8_keeps_the_distance_product_in_float_when_asked(fitted, tmp_path):
     _, fp32, datamodule = fitted
     calibration = list(datamodule.train_data.samples.image_path)
     kept = quantize(fp32, calibration, tmp_path / "kept", QuantizationOptions(quantize_distance=False))
     assert not [n for n in _quantized_consumers(kept) if "anomaly_map_generator" in n]
-    older = tmp_path / "older" / "model.xml"  # an export from before the scaled distance: no distance_form
-    older.parent.mkdir()
-    lines = fp32.read_text().splitlines(keepends=True)
-    older.write_text("".join(line for line in lines if "distance_form" not in line))
-    shutil.copy(fp32.with_suffix(".bin"), older.with_suffix(".bin"))
-    assert "distance_form" not in OpenVINOInferencer(older).metadata
-    assert not [n for n in _quantized_consumers(quantize(older, calibration, tmp_path / "older_int8"))
-                if "anomaly_map_generator" in n]
 
 
 @pytest.mark.parametrize(("flags", "expected"), [({"avx2", "avx512f", "avx512_vnni"}, True),
@@ -128,16 +119,16 @@ def test_int8_keeps_the_distance_product_in_float_when_asked_or_for_older_export
 def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int8_dot_products(
         flags, expected, monkeypatch, caplog):
     """On AVX2 without VNNI OpenVINO's INT8 product is slower than FP32, so the default asks the CPU;
-    an explicit choice and unscaled (older) exports are not affected by it."""
+    an explicit choice and a graph without the product (STFPM's) are not affected by it."""
     from otx_anomaly.deploy import speed
     from otx_anomaly.deploy.quantization import distance_in_int8
 
     monkeypatch.setattr(speed, "cpu_model", lambda: ("Test CPU", frozenset(flags)))
     with caplog.at_level("INFO", logger="otx_anomaly.deploy.quantization"):
-        assert distance_in_int8(QuantizationOptions(), "scaled") is expected
+        assert distance_in_int8(QuantizationOptions(), True) is expected
     assert ("is quantized" if expected else "stays in float") in caplog.text and "Test CPU" in caplog.text
-    assert distance_in_int8(QuantizationOptions(quantize_distance=not expected), "scaled") is (not expected)
-    assert distance_in_int8(QuantizationOptions(quantize_distance=True), None) is False
+    assert distance_in_int8(QuantizationOptions(quantize_distance=not expected), True) is (not expected)
+    assert distance_in_int8(QuantizationOptions(quantize_distance=True), False) is False
 
 
 @pytest.mark.parametrize(("cap", "expected"), [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_VNNI", True),
@@ -145,9 +136,10 @@ def test_the_distance_product_is_quantized_by_default_only_where_the_cpu_has_int
 def test_an_isa_cap_in_the_environment_decides_like_a_cpu_without_the_capped_instructions(
         cap, expected, monkeypatch):
     """``ONEDNN_MAX_CPU_ISA`` makes OpenVINO run the capped kernels (an AVX-512 machine standing in
-    for an AVX2 one): the distance default and every benchmark's CPU line follow the cap."""
+    for an AVX2 one): the distance default and the benchmarks' CPU line follow the cap."""
     from pathlib import Path
 
+    from benchmarks.report import Machine
     from otx_anomaly.deploy import speed
     from otx_anomaly.deploy.quantization import distance_in_int8
 
@@ -155,10 +147,12 @@ def test_an_isa_cap_in_the_environment_decides_like_a_cpu_without_the_capped_ins
                "flags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n")
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: cpuinfo if str(self) == "/proc/cpuinfo" else "")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
-    assert distance_in_int8(QuantizationOptions(), "scaled") is expected
+    assert distance_in_int8(QuantizationOptions(), True) is expected
     assert "fpu" in speed.cpu_model()[1]  # flags outside the ISA list are kept
-    assert f"kernels capped: ONEDNN_MAX_CPU_ISA={cap}" in speed.cpu_description()
-    assert speed.cpu_description().startswith("Test CPU (family 25 model 17); ISA avx2 (kernels") is (cap == "AVX2")
+    machine = Machine.here()
+    assert f"kernels capped: ONEDNN_MAX_CPU_ISA={cap}" in machine.describe()
+    assert machine.cpu == "Test CPU (family 25 model 17)"
+    assert (machine.kind != "AVX2") is expected and (machine.isa == "avx2") is (cap == "AVX2")
 
 
 def test_int8_predicts_like_the_fp32_model(fitted, int8):
@@ -222,7 +216,8 @@ def test_accuracy_control_quantizes_within_the_allowed_drop(fitted, tmp_path, mo
     assert after["image_AUROC"] >= before["image_AUROC"] - 0.01
     assert len(calls) == 1 and calls[0]["max_drop"] == 0.01  # NNCF's accuracy control ran, not plain PTQ
     saved = ov.Core().read_model(int8)  # it ranked raw scores; the model it saved has the four outputs still
-    assert [o.get_any_name() for o in saved.outputs] == list(OUTPUT_NAMES) and expose_raw_outputs(saved)
+    assert [o.get_any_name() for o in saved.outputs] == list(OUTPUT_NAMES)
+    expose_raw_outputs(saved)  # the raw tensors keep their names
 
 
 def test_an_interrupted_quantization_leaves_the_previous_model(fitted, int8, monkeypatch):

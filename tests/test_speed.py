@@ -1,16 +1,17 @@
-"""How the speed benchmarks and ``optimize`` time engines against each other (no timing asserted)."""
+"""How ``optimize`` and the speed benchmark time engines against each other (no timing asserted)."""
 
 from __future__ import annotations
 
 import pytest
 
-from otx_anomaly.deploy.speed import batch_throughput, latencies_ms
+from benchmarks.speed import batch_throughput
+from otx_anomaly.deploy.speed import latencies_ms
 from otx_anomaly.errors import ConfigError
 
 
 def test_engines_are_timed_in_alternating_passes_so_that_drift_hits_all_alike():
-    """A shared machine's drift (an INT8 model at about 12 or 15.5 ms per image from minute to minute on
-    an AMD EPYC) would favour whichever engine ran first; alternating passes make the ratio fair."""
+    """A shared machine's speed drifts from minute to minute, which would favour whichever engine ran
+    first; alternating passes make the ratio fair."""
     calls = []
 
     def engine(name):

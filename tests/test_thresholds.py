@@ -69,13 +69,6 @@ def test_target_false_positive_rate_is_configurable(demo_root, tmp_path):
     assert thresholds[0.01] > thresholds[0.3]
 
 
-def test_normal_quantile_still_works_for_one_release(caplog):
-    with caplog.at_level(logging.WARNING):
-        callback = AdaptiveThreshold(normal_quantile=0.95)
-    assert callback.target_false_positive_rate == pytest.approx(0.05)
-    assert "deprecated" in caplog.text and "target_false_positive_rate=0.05" in caplog.text
-
-
 def test_normal_tail_threshold_hits_its_rate_and_ignores_one_outlier():
     generator = torch.Generator().manual_seed(0)
     scores = (torch.randn(20000, generator=generator, dtype=torch.float64) * 0.2 + 3.0).square()  # normal roots
@@ -134,7 +127,6 @@ def test_manual_normalized_threshold_is_a_point_on_the_adaptive_scale(raw_scores
         ({"mode": "fixed"}, "'adaptive' or 'manual'"),
         ({"target_false_positive_rate": 0.0}, r"target_false_positive_rate must lie in \(0, 0.5\)"),
         ({"target_false_positive_rate": 0.5}, r"target_false_positive_rate must lie in \(0, 0.5\)"),
-        ({"normal_quantile": 1.0}, r"normal_quantile \(deprecated\) must lie in \(0.5, 1\)"),
         ({"mode": "manual", "image_threshold": float("nan"), "units": "raw"}, "finite"),
     ],
 )
@@ -201,23 +193,18 @@ def test_normal_only_validation_is_not_degenerate_on_magnetic_tiles(magnetic_til
 
 @pytest.mark.slow
 def test_normal_only_threshold_is_near_the_best_reachable_on_unseen_normal_images(ball_screw_root, weights_path,
-                                                                                   tmp_path, monkeypatch):
-    """The factory case, by ``benchmarks/normal_only.py``'s own protocol: PaDiM validated on half of
-    BSData's test/good only; on the other half and every defect, the chosen threshold's image F1 is at
-    least 0.9 of the best F1 any threshold reaches at FPR <= 0.1, with FPR <= 0.15."""
+                                                                                   tmp_path):
+    """The factory case, by ``python -m benchmarks thresholds``'s own protocol: PaDiM validated on half
+    of BSData's test/good only; on the other half and every defect, the chosen threshold's image F1 is
+    at least 0.9 of the best F1 any threshold reaches at FPR <= 0.1, with FPR <= 0.15."""
     import argparse
-    import sys
-    from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    sys.modules.pop("normal_only", None)
-    import normal_only
+    from benchmarks.thresholds import fit_and_score, judge
 
-    args = argparse.Namespace(seed=0, weights=weights_path, image_size=256, max_epochs=1, workdir=tmp_path)
-    fit = normal_only.fit_and_score(ball_screw_root, "ball_screw_drive", "Padim", args)
+    args = argparse.Namespace(seed=0, weights=weights_path, image_size=256, stfpm_max_epochs=1)
+    fit = fit_and_score(ball_screw_root, "ball_screw_drive", "Padim", args, tmp_path)
     assert len(fit["val"]) == 20 and "robust fit" in fit["rule"]
-    judged = normal_only.judge(fit, with_candidates=False)
-    f1, fpr = judged["rules"]["library"]
-    print(f"library rule: F1 {f1:.3f}, FPR {fpr:.3f}; best F1 at FPR<=0.1 {judged['best_f1']:.3f}; "
-          f"old rule {judged['rules']['old']}")
-    assert f1 >= 0.9 * judged["best_f1"] and fpr <= 0.15
+    judged = judge(fit)
+    (f1, fpr), (best, _) = judged["library"], judged["best"]
+    print(f"library rule: F1 {f1:.3f}, FPR {fpr:.3f}; best F1 at FPR<=0.1 {best:.3f}")
+    assert f1 >= 0.9 * best and fpr <= 0.15

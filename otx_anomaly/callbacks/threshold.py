@@ -49,8 +49,6 @@ class AdaptiveThreshold(Callback):
         image_threshold: the manual image threshold (``mode="manual"``).
         pixel_threshold: the manual pixel threshold (``mode="manual"``).
         units: ``raw`` or ``normalized`` (see above) for the manual thresholds.
-        normal_quantile: deprecated (the empirical quantile it chose was the maximum for small
-            validation sets); read as ``target_false_positive_rate = 1 - normal_quantile``.
 
     Raises:
         ConfigError: an option is out of range, or thresholds are given without ``mode="manual"``.
@@ -67,19 +65,11 @@ class AdaptiveThreshold(Callback):
         image_threshold: float | None = None,
         pixel_threshold: float | None = None,
         units: Literal["raw", "normalized"] = "normalized",
-        normal_quantile: float | None = None,
     ) -> None:
         if mode not in ("adaptive", "manual"):
             raise ConfigError(f"AdaptiveThreshold mode must be 'adaptive' or 'manual', got {mode!r}.")
         if units not in ("raw", "normalized"):
             raise ConfigError(f"AdaptiveThreshold units must be 'raw' or 'normalized', got {units!r}.")
-        if normal_quantile is not None:
-            if not 0.5 < normal_quantile < 1.0:
-                raise ConfigError(f"normal_quantile (deprecated) must lie in (0.5, 1), got {normal_quantile}; use "
-                                  "target_false_positive_rate (for example 0.02) instead.")
-            logger.warning("AdaptiveThreshold: normal_quantile is deprecated and will be removed in the next release; "
-                           "use target_false_positive_rate=%g (read as such now).", 1 - normal_quantile)
-            target_false_positive_rate = 1.0 - normal_quantile
         self._normal_tail = NormalTailThreshold(target_false_positive_rate)  # validates the rate
         given = {"image_threshold": image_threshold, "pixel_threshold": pixel_threshold}
         if mode == "adaptive" and any(v is not None for v in given.values()):
@@ -139,7 +129,7 @@ class AdaptiveThreshold(Callback):
         pixel_min, pixel_max = self._pixel_range.compute() if self._pixel_range.update_called else (math.nan, math.nan)
         post.set_normalization(float(scores.min()), float(scores.max()), float(pixel_min), float(pixel_max))
 
-        image_threshold, self.rules["image"] = self._adaptive_image_threshold(scores, labels)
+        image_threshold, self.rules["image"], image_level = self._adaptive_image_threshold(scores, labels)
         if self._anomalous_pixels > 0:
             pixel_threshold = float(self._pixel_f1.compute())
             self.rules["pixel"] = f"F1-optimal over the pixels of {len(scores)} validation images"
@@ -147,17 +137,21 @@ class AdaptiveThreshold(Callback):
             pixel_threshold = image_threshold
             self.rules["pixel"] = "equal to the image threshold (the validation images have no defect masks)"
         post.set_thresholds(image_threshold, pixel_threshold)
+        if self.mode == "manual" and self.image_threshold is not None:
+            image_level = logging.INFO  # the adaptive rule's caveat does not apply
         if self.mode == "manual":
             self._apply_manual(post)
         post.rules.update(self.rules)  # the model carries its rules: the summary and the export read them there
-        for kind in ("image", "pixel"):
-            logger.info("%s threshold: %s", kind.capitalize(), self.rules[kind])
+        logger.log(image_level, "Image threshold: %s", self.rules["image"])
+        logger.info("Pixel threshold: %s", self.rules["pixel"])
 
-    def _adaptive_image_threshold(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, str]:
+    def _adaptive_image_threshold(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, str, int]:
+        """The image threshold, its rule in words, and the level to log them at (a warning where the
+        rule is a poor one)."""
         n_anomalous, n_normal = int((labels == 1).sum()), int((labels == 0).sum())
         if n_anomalous and n_normal:
             rule = f"F1-optimal on {n_normal} normal and {n_anomalous} anomalous validation images"
-            return float(self._image_f1.compute()), rule
+            return float(self._image_f1.compute()), rule, logging.INFO
         if not n_anomalous:
             self._normal_tail.reset()
             self._normal_tail.update(scores)
@@ -166,11 +160,9 @@ class AdaptiveThreshold(Callback):
             rule = (f"robust fit (median and MAD of the square roots) of {n_normal} normal validation scores "
                     f"for an expected false-positive rate of {self.target_false_positive_rate:g} ({flagged} of "
                     f"the {n_normal} above it), because the validation set has no anomalous images")
-            logger.info("Image threshold: %s.", rule)
-            return value, rule
+            return value, rule, logging.INFO
         rule = f"lowest of {n_anomalous} anomalous validation scores, because the validation set has no normal images"
-        logger.warning("Image threshold: %s.", rule)
-        return float(scores.min()), rule
+        return float(scores.min()), rule, logging.WARNING
 
     def _apply_manual(self, post: Any) -> None:
         stats = post.statistics()

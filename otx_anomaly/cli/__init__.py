@@ -7,8 +7,7 @@
 - ``infer``: predict with an exported model, without torch (:mod:`otx_anomaly.cli.infer`);
 - ``demo``: a synthetic dataset, then fit, test and predict (:mod:`otx_anomaly.cli.demo`).
 
-Every flag is spelled ``--snake_case`` as Lightning's are. The spellings of version 0.1 still
-work for one release and print a deprecation notice. A user mistake (any
+Every flag is spelled ``--snake_case`` as Lightning's are. A user mistake (any
 :class:`~otx_anomaly.errors.OtxAnomalyError`) ends with one ``error:`` line and exit code 2.
 
 This module imports no torch: ``infer`` runs on machines without it.
@@ -35,13 +34,6 @@ COMMANDS = {
     "infer": "otx_anomaly.cli.infer",
     "optimize": "otx_anomaly.cli.optimize",
 }
-#: subcommand -> {old flag: new flag}, accepted for one release.
-DEPRECATED_FLAGS = {
-    "demo": {"--backbone-weights": "--backbone_weights", "--max-epochs": "--max_epochs", "--output": "--output_dir"},
-    "export": {"--output": "--output_dir"},
-    "infer": {"--model": "--model_path"},
-    "optimize": {"--output": "--output_dir"},
-}
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -54,20 +46,6 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
-
-
-def _upgrade_flags(command: str, argv: list[str]) -> list[str]:
-    """The old spellings of ``command``'s flags replaced by the new ones, each with a notice."""
-    renamed = DEPRECATED_FLAGS.get(command, {})
-    upgraded = []
-    for arg in argv:
-        flag, sep, value = arg.partition("=")
-        if flag in renamed:
-            logger.warning("%s %s is deprecated and will be removed in the next release; use %s.",
-                           command, flag, renamed[flag])
-            arg = renamed[flag] + sep + value
-        upgraded.append(arg)
-    return upgraded
 
 
 class _QuietLightning(logging.Filter):
@@ -85,8 +63,12 @@ class _QuietLightning(logging.Filter):
 def quiet_console() -> None:
     """Silence the library noise a user of our CLI cannot act on; our own messages stay."""
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(timm|anomalib)(\..*)?")
-    for message in (r"module\(s\) in eval mode", "will override existing callbacks", "does not have many workers",
-                    r"configure_optimizers` returned `None`", r"isinstance\(treespec, LeafSpec\)"):
+    # the models silence the notices of Lightning's that do not apply to them (models.base.EXPECTED_LIGHTNING_NOTICES)
+    # main(argv) hands LightningCLI its arguments on purpose (Lightning warns whenever sys.argv holds others too);
+    # a checkpoint from another run folder restores its best path only, which test and predict need
+    for message in ("will override existing callbacks", "does not have many workers",
+                    r"isinstance\(treespec, LeafSpec\)", "LightningCLI's args parameter is intended",
+                    "The dirpath has changed from"):
         warnings.filterwarnings("ignore", message=f".*{message}.*")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
                  "lightning.fabric.utilities.rank_zero"):
@@ -112,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args[0] if args else ""
     try:
         if command in COMMANDS:
-            importlib.import_module(COMMANDS[command]).run(_upgrade_flags(command, args[1:]))
+            importlib.import_module(COMMANDS[command]).run(args[1:])
         else:
             from otx_anomaly.cli.lightning import OTXAnomalyCLI
 

@@ -4,16 +4,13 @@ Used to compare an FP32 model with its INT8 copy (``optimize``, benchmarks) and 
 control. Labels come from the task head's one decision rule (:func:`otx_anomaly.heads.is_anomalous`)
 on the normalized score. The AUROCs rank the network's raw score and map, as anomalib's metrics do
 for the Lightning model: the graph's normalized outputs are clipped to [0, 1], so every image beyond
-the validation range reads 1.0 and their ties lower the AUROC. With normal-only validation that range
-holds no defect, and on BSData (PaDiM) the clipped scores gave an image AUROC of 0.923 where the same
-model in Lightning gives 0.932. The export names the raw tensors (``RAW_TENSOR_NAMES``) without
-making them outputs; the inferencer adds them. Exports that predate the names are ranked on their
-clipped outputs, with a warning.
+the validation range reads 1.0 and their ties would lower the AUROC (with normal-only validation that
+range holds no defect, so every clearly anomalous image ties). The export names the raw tensors
+(``RAW_TENSOR_NAMES``) without making them outputs; the inferencer adds them.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,8 +23,6 @@ from otx_anomaly.errors import ConfigError
 from otx_anomaly.heads import is_anomalous
 from otx_anomaly.io.images import open_mask, resize_image
 from otx_anomaly.results.evaluation import binary_auroc, f1_score
-
-logger = logging.getLogger(__name__)
 
 #: Metrics that :func:`evaluate` computes and accuracy control can hold.
 METRICS = ("image_AUROC", "image_F1", "pixel_AUROC")
@@ -87,8 +82,8 @@ def prepare(source: OpenVINOInferencer, samples: Sequence[LabeledImage]) -> list
 
 
 class Outputs(NamedTuple):
-    """What the metrics read of one image: the raw ``score`` and ``anomaly_map`` (the normalized
-    ones for exports without raw tensors) and the ``normalized_score`` the threshold applies to."""
+    """What the metrics read of one image: the raw ``score`` and ``anomaly_map``, and the
+    ``normalized_score`` the threshold applies to."""
 
     score: float
     normalized_score: float
@@ -99,15 +94,15 @@ def run(compiled: Callable[[np.ndarray], Any], tensors: Sequence[np.ndarray]) ->
     """The :class:`Outputs` of each input, from a compiled model.
 
     Args:
-        compiled: an ``openvino.CompiledModel`` (with the raw outputs where
-            :func:`~otx_anomaly.deploy.inferencer.expose_raw_outputs` added them).
+        compiled: an ``openvino.CompiledModel`` with the raw outputs
+            (:func:`~otx_anomaly.deploy.inferencer.expose_raw_outputs` adds them).
         tensors: preprocessed (1, 3, H, W) inputs.
     """
     outputs = []
     for tensor in tensors:
         result = compiled(tensor)
         named = {output.get_any_name(): result[output] for output in compiled.outputs}
-        score, anomaly_map = (named.get(RAW_TENSOR_NAMES[name], named[name]) for name in ("pred_score", "anomaly_map"))
+        score, anomaly_map = (named[RAW_TENSOR_NAMES[name]] for name in ("pred_score", "anomaly_map"))
         outputs.append(Outputs(_scalar(score), _scalar(named["pred_score"]), np.asarray(anomaly_map)))
     return outputs
 
@@ -175,11 +170,6 @@ def evaluate_models(models: Sequence[str | Path | OpenVINOInferencer], samples: 
     """
     check_metrics(metrics)
     inferencers = [m if isinstance(m, OpenVINOInferencer) else OpenVINOInferencer(m) for m in models]
-    for inferencer in inferencers:
-        if not inferencer.raw_outputs:
-            logger.warning("%s was exported before its raw scores were named: its AUROCs rank the clipped normalized "
-                           "scores and can read lower than the Lightning model's. Export it again to fix.",
-                           inferencer.path)
     prepared = prepare(inferencers[0], samples)
     tensors = [x for x, _, _ in prepared]
     return [metrics_of(run(inferencer.compiled, tensors), prepared, metrics) for inferencer in inferencers]

@@ -10,9 +10,9 @@ The OpenVINO IR takes images as OpenCV gives them, so that OpenVINO Model API
 height and width, any batch (``[?, ?, ?, 3]``; the images of one batch share a size). OpenVINO's
 ``PrePostProcessor`` embeds the pre-processing: to float, resize to the model's input size with
 Pillow's antialiased bilinear filter, which torchvision's ``Resize`` used in training follows (built
-from plain operations, :mod:`otx_anomaly.deploy.resize` says why; a plain linear resize would differ
-by 0.026 on a [0, 1] scale), BGR to RGB, divide by 255. The metadata says
-``embedded_processing: True``, so Model API adds no pre-processing of its own. The ONNX file keeps
+from plain operations, :mod:`otx_anomaly.deploy.resize` says why; a plain linear resize skips the
+antialiasing and so differs from training on every downscaled frame), BGR to RGB, divide by 255.
+The metadata says ``embedded_processing: True``, so Model API adds no pre-processing of its own. The ONNX file keeps
 the plain float input (RGB in [0, 1], NCHW, at the input size) for tools that bring their own
 pre-processing.
 
@@ -27,13 +27,17 @@ importable on machines without it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from otx_anomaly.deploy.metadata import MODEL_TYPE, metadata_strings, write_metadata
 from otx_anomaly.errors import ExportError, OtxAnomalyError
+from otx_anomaly.export_names import NETWORK, POST_PROCESSOR, PRE_PROCESSOR
 from otx_anomaly.io.files import replace_folder, staging_folder
 
 logger = logging.getLogger(__name__)
@@ -59,16 +63,33 @@ def _export_graph(model: Any, raw_outputs: bool = False) -> Any:
     class ExportGraph(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.pre_processor, self.model, self.post_processor = (model.pre_processor, model.export_network(),
-                                                                   model.post_processor)
+            # the parts' names prefix their nodes' names, by which INT8 finds what stays in float
+            for name, part in ((PRE_PROCESSOR, model.pre_processor), (NETWORK, model.export_network()),
+                               (POST_PROCESSOR, model.post_processor)):
+                self.add_module(name, part)
 
         def forward(self, image: Any) -> tuple[Any, ...]:
-            raw = self.model(self.pre_processor(image))  # PaDiM and STFPM give both a score and a map
-            batch = self.post_processor(raw)
+            pre, network, post = (self.get_submodule(name) for name in (PRE_PROCESSOR, NETWORK, POST_PROCESSOR))
+            raw = network(pre(image))  # PaDiM and STFPM give both a score and a map
+            batch = post(raw)
             outputs = tuple(getattr(batch, name) for name in OUTPUT_NAMES)
             return outputs + tuple(getattr(raw, name) for name in RAW_TENSOR_NAMES) if raw_outputs else outputs
 
     return ExportGraph().eval()
+
+
+@contextlib.contextmanager
+def _expected_tracing_notices() -> Iterator[None]:
+    """Silence what tracing says of anomalib's and torchvision's code (values it records as
+    constants, and the deprecation of the ``torch.jit.trace`` that ``openvino.convert_model`` calls):
+    the graph is traced at one input size, for which those constants hold (tests compare the export
+    with the eager model). Notices about our own modules still show."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"(anomalib|torchvision)\.")
+        warnings.filterwarnings("ignore", r"`torch\.jit\.trace(_method)?` is deprecated", FutureWarning)
+        yield
 
 
 def export_metadata(model: Any) -> dict[str, Any]:
@@ -114,7 +135,6 @@ def export_metadata(model: Any) -> dict[str, Any]:
         "outputs": " ".join(OUTPUT_NAMES),
         "otx_anomaly_version": __version__,
         "threshold_rules": "; ".join(f"{kind}: {rule}" for kind, rule in sorted(post.rules.items())),
-        **({"distance_form": model.export_distance_form} if model.export_distance_form else {}),
     }
 
 
@@ -218,7 +238,7 @@ def export_model(
     graph = _export_graph(model.eval().cpu(), raw_outputs=export_format == "openvino")
     example = torch.zeros(1, 3, *metadata["image_shape"])
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _expected_tracing_notices():
             if export_format == "openvino":
                 written = _write_openvino(graph, example, metadata, staging, precision)
             else:

@@ -13,7 +13,7 @@ from otx_anomaly.deploy.export import RAW_TENSOR_NAMES
 from otx_anomaly.deploy.metadata import read_metadata
 from otx_anomaly.errors import ConfigError, MetadataError
 from otx_anomaly.heads import AnomalyPrediction, TaskHead
-from otx_anomaly.io.images import load_image, load_rgb8, resize_image
+from otx_anomaly.io.images import load_rgb8
 from otx_anomaly.tasks import AnomalyTask
 
 #: What ``predict`` takes: a file or an array (gray, RGB or RGBA).
@@ -25,11 +25,9 @@ class OpenVINOInferencer:
 
     Images are decoded as in training; the graph resizes them (Pillow's antialiased bilinear, as in
     training), normalizes and thresholds, and the task head (the same code as the Lightning model's)
-    makes boxes and masks at each image's own size. Models exported before the pre-processing was
-    embedded take float RGB at the input size; they are resized here instead, with the same result.
-    On CPU the default ``config`` computes in float32 (``INFERENCE_PRECISION_HINT: f32``) so that
-    results match the Lightning model; pass ``config={}`` to let OpenVINO choose (bf16 on CPUs
-    that have it: faster, less exact).
+    makes boxes and masks at each image's own size. On CPU the default ``config`` computes in
+    float32 (``INFERENCE_PRECISION_HINT: f32``) so that results match the Lightning model; pass
+    ``config={}`` to let OpenVINO choose (bf16 on CPUs that have it: faster, less exact).
 
     Args:
         model_path: ``model.xml`` written by otx_anomaly's export or ``optimize``.
@@ -37,7 +35,8 @@ class OpenVINOInferencer:
         config: OpenVINO compile options (default: float32 on CPU, see above).
 
     Raises:
-        MetadataError: the file is missing, not an OpenVINO model, or lacks otx_anomaly's metadata.
+        MetadataError: the file is missing, not an OpenVINO model, or lacks otx_anomaly's metadata
+            or its named raw tensors.
 
     Example:
         >>> model = OpenVINOInferencer("results/export/fp32/model.xml")  # doctest: +SKIP
@@ -59,13 +58,10 @@ class OpenVINOInferencer:
         self.path = model_path
         if config is None:  # CPUs with bf16 support would otherwise compute in bf16 and drift from torch
             config = {"INFERENCE_PRECISION_HINT": "f32"} if device.upper().startswith("CPU") else {}
-        #: the compiled model also returns the raw score and map (exports before they were named do not)
-        self.raw_outputs = expose_raw_outputs(model)
+        expose_raw_outputs(model, source=str(model_path))  # the compiled model also returns the raw score and map
         self.compiled = core.compile_model(model, device, config)
         self.head = TaskHead(self.metadata["task"], self.metadata["min_box_area"])
         self.input_size = tuple(self.metadata["image_shape"])
-        #: the graph takes uint8 BGR frames of any size (current exports) rather than resized float RGB
-        self.embedded = bool(self.metadata.get("embedded_processing", False))
 
     @property
     def task(self) -> AnomalyTask:
@@ -73,21 +69,18 @@ class OpenVINOInferencer:
         return self.metadata["task"]
 
     def preprocess(self, image: Image) -> tuple[np.ndarray, tuple[int, int]]:
-        """The graph's input for one image, with a batch axis, and the image's own (height, width).
+        """The graph's input for one image, with a batch axis: uint8 BGR at the image's own size,
+        as OpenCV reads it (the graph resizes); and the image's (height, width).
 
         Args:
             image: a path or an array (gray, RGB or RGBA).
         """
-        if self.embedded:
-            rgb = load_rgb8(image)
-            return np.ascontiguousarray(rgb[None, :, :, ::-1]), rgb.shape[:2]
-        array = load_image(image)
-        resized = resize_image(array, self.input_size)
-        return np.ascontiguousarray(resized.transpose(2, 0, 1)[None]), array.shape[:2]
+        rgb = load_rgb8(image)
+        return np.ascontiguousarray(rgb[None, :, :, ::-1]), rgb.shape[:2]
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's outputs for an input batch, by name: the four of the file, and the raw
-        ``raw_pred_score`` and ``raw_anomaly_map`` where :attr:`raw_outputs`.
+        ``raw_pred_score`` and ``raw_anomaly_map``.
 
         Args:
             tensor: one or more :meth:`preprocess` results stacked on the batch axis.
@@ -119,12 +112,10 @@ class OpenVINOInferencer:
         prepared = prepared or [self.preprocess(item) for item in images]
         outputs = self.infer(np.concatenate([tensor for tensor, _ in prepared]))
         scores, maps = self._score_and_map(outputs, "pred_score", "anomaly_map", len(prepared))
-        raw_scores, raw_maps = (self._score_and_map(outputs, *RAW_TENSOR_NAMES.values(), len(prepared))
-                                if self.raw_outputs else (None, None))
+        raw_scores, raw_maps = self._score_and_map(outputs, *RAW_TENSOR_NAMES.values(), len(prepared))
         paths = [str(item) if isinstance(item, str | Path) else None for item in images]
-        return [self.head(float(scores[i]), maps[i], size, image_path=paths[i],
-                          raw_score=None if raw_scores is None else float(raw_scores[i]),
-                          raw_anomaly_map=None if raw_maps is None else raw_maps[i])
+        return [self.head(float(scores[i]), maps[i], size, image_path=paths[i], raw_score=float(raw_scores[i]),
+                          raw_anomaly_map=raw_maps[i])
                 for i, (_, size) in enumerate(prepared)]
 
     def _score_and_map(self, outputs: dict[str, np.ndarray], score: str, anomaly_map: str,
@@ -133,21 +124,22 @@ class OpenVINOInferencer:
                 np.asarray(outputs[anomaly_map], dtype=np.float32).reshape(count, *self.input_size))
 
 
-def expose_raw_outputs(model: ov.Model) -> bool:
+def expose_raw_outputs(model: ov.Model, source: str = "the model") -> None:
     """Add the network's raw score and map (named by the export) to ``model``'s outputs.
 
     Args:
         model: an exported model, changed in place.
+        source: how to name the model in an error.
 
-    Returns:
-        False, leaving the model as it was, when it predates the names.
+    Raises:
+        MetadataError: the graph has no tensors of those names (it was not written by otx_anomaly's export).
     """
     names = {name for op in model.get_ops() for output in op.outputs() for name in output.get_names()}
     raw = list(RAW_TENSOR_NAMES.values())
     if not set(raw) <= names:
-        return False
+        raise MetadataError(f"{source} has no tensors named {' and '.join(raw)}: export it again with "
+                            "`python -m otx_anomaly export --ckpt_path <checkpoint>`.")
     model.add_outputs(raw)
-    return True
 
 
 def remove_raw_outputs(model: ov.Model) -> None:

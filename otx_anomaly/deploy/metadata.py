@@ -36,6 +36,9 @@ FIELDS: dict[str, type] = {
     "scale_values": list,  # per RGB channel, 0-255 units (applied inside the graph)
     "reverse_input_channels": bool,  # the graph takes RGB; Model API reads BGR images
     "resize_type": str,  # "standard": a plain resize to image_shape
+    "embedded_processing": bool,  # the graph resizes and converts colours itself (Model API reads this)
+    "orig_height": int,  # the model's input size inside the graph (Model API's names)
+    "orig_width": int,
     "model_name": str,  # Padim | Stfpm
     "backbone": str,
     "image_min": float,
@@ -43,23 +46,11 @@ FIELDS: dict[str, type] = {
     "pixel_min": float,
     "pixel_max": float,
     "min_box_area": int,
+    "threshold_rules": str,  # how each threshold was chosen
     "input_range": str,  # what the graph takes: "0-255 bgr nhwc u8" (embedded pre-processing) or "0-1" (RGB NCHW)
     "outputs": str,  # names of the graph outputs, normalized: "pred_score pred_label anomaly_map pred_mask"
     "otx_anomaly_version": str,
 }
-
-
-#: Written by newer exports and read when present: how the thresholds were chosen.
-OPTIONAL_FIELDS: dict[str, type] = {
-    "threshold_rules": str,
-    "embedded_processing": bool,  # the graph resizes and converts colours itself (Model API reads this)
-    "orig_height": int,  # the model's input size inside the graph (Model API's names)
-    "orig_width": int,
-    "distance_form": str,  # SCALED_DISTANCE: PaDiM's distance as models/distance.py computes it
-}
-
-#: ``distance_form`` of exports whose distance product INT8 may quantize (``Padim.export_distance_form``).
-SCALED_DISTANCE = "scaled"
 
 
 def _parse(text: str, kind: type) -> Any:
@@ -73,7 +64,7 @@ def _parse(text: str, kind: type) -> Any:
 
 def read_metadata(model: Any, source: str = "the model") -> dict[str, Any]:
     """Typed ``model_info`` fields of an ``openvino.Model``; every field of :data:`FIELDS` must be
-    present, those of :data:`OPTIONAL_FIELDS` are read when they are. ``task`` is an :class:`AnomalyTask`.
+    present. ``task`` is an :class:`AnomalyTask`.
 
     Args:
         model: an ``openvino.Model``.
@@ -90,8 +81,7 @@ def read_metadata(model: Any, source: str = "the model") -> dict[str, Any]:
         )
     if missing:
         raise MetadataError(f"{source} lacks metadata field(s) {', '.join(missing)}; export it again.")
-    present = {**FIELDS, **{k: v for k, v in OPTIONAL_FIELDS.items() if model.has_rt_info([MODEL_INFO, k])}}
-    metadata = {key: _parse(model.get_rt_info([MODEL_INFO, key]).astype(str), kind) for key, kind in present.items()}
+    metadata = {key: _parse(model.get_rt_info([MODEL_INFO, key]).astype(str), kind) for key, kind in FIELDS.items()}
     if metadata["model_type"] != MODEL_TYPE:
         raise MetadataError(f"{source} is a {metadata['model_type']!r} model, not an anomaly model.")
     metadata["task"] = AnomalyTask.parse(metadata["task"])
@@ -102,18 +92,17 @@ def metadata_strings(metadata: dict[str, Any]) -> dict[str, str]:
     """``metadata`` as the strings stored in a model file (OpenVINO rt_info, ONNX metadata_props).
 
     Floats keep every digit (OpenVINO would keep 6), lists are space-separated, in the order of
-    :data:`FIELDS` then :data:`OPTIONAL_FIELDS`.
+    :data:`FIELDS`.
 
     Args:
-        metadata: every key of :data:`FIELDS`, and optionally those of :data:`OPTIONAL_FIELDS`.
+        metadata: every key of :data:`FIELDS`, and no other.
     """
-    known = {**FIELDS, **OPTIONAL_FIELDS}
-    unknown = set(metadata) - set(known)
+    unknown = set(metadata) - set(FIELDS)
     missing = set(FIELDS) - set(metadata)
     if unknown or missing:
         raise ValueError(f"metadata fields: unknown {sorted(unknown)}, missing {sorted(missing)}")
     strings = {}
-    for key in (k for k in known if k in metadata):
+    for key in FIELDS:
         value = metadata[key]
         strings[key] = " ".join(map(repr, value)) if isinstance(value, list | tuple) else repr(value) if isinstance(
             value, float) else str(value)

@@ -2,43 +2,31 @@
 
 Calibration uses normal images only (the training set), which is what the model sees in service.
 The backbones, where most of the compute is, become INT8; the anomaly-map generator (STFPM's
-feature comparison, the blur and upsampling) and the normalization stay in floating point
+feature comparison, the upsampling and blur) and the normalization stay in floating point
 (:data:`FLOAT_SCOPE`): the score is a small distance between features, or a threshold on it, and
-8-bit rounding there moves scores across the threshold. Measured on BSData with PaDiM, quantizing
-them too drops the image F1 from 0.91 to 0.00 and the AUROC from 0.92 to 0.82 (docs/quantization.md).
+8-bit rounding there moves scores across the threshold (docs/quantization.md).
 
 PaDiM's distance product is the exception (:data:`DISTANCE_PRODUCT`, ``quantize_distance``): with
-the backbone in INT8 it is most of PaDiM's time, because it reads the 164 MB of inverse covariances
-per request, and OpenVINO folds weight-only compression back to float32 for this product.
-Quantized as anomalib writes it, it ruined the scores (image F1 0.00); the export writes it in a
-scaled form (``otx_anomaly.models.distance``: unit-diagonal matrices, channels in units of their
-spread) where one 8-bit scale fits, and then it runs as an INT8 product. Measured on a 2-core Intel
-Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX; OpenVINO OPTIMIZATION_CAPABILITIES BF16 WINOGRAD FP32 FP16 INT8
-BIN), PaDiM resnet18 256x256, defaults, ``benchmarks/export_speed.py``: the product 9.1 ms -> 4.6 ms
-per image, PaDiM INT8 latency 2.08x FP32 on BSData ball screw (image AUROC FP32 0.9161, INT8
-0.9210; pixel 0.9884, 0.9888) and 1.69x on magnetic tiles, where the embedded resize of larger
-frames weighs more (image 0.8542, 0.8554; pixel 0.6521, 0.6464). Older exports (no
-``distance_form`` in their metadata) keep it in float.
+the backbone in INT8 it is most of PaDiM's time, because it reads every position's inverse
+covariance per request, and OpenVINO folds weight-only compression back to float32 for this
+product. Quantized as anomalib writes it, it ruins the scores; the export writes it in a scaled
+form (:mod:`otx_anomaly.models.distance`: unit-diagonal matrices, channels in units of their
+spread) where one 8-bit scale fits, and then it runs as an INT8 product that reads a quarter of
+the bytes.
 
 That pays only on a CPU with an INT8 dot-product instruction (:data:`INT8_DOT_PRODUCT_FLAGS`: VNNI or
 AMX), where OpenVINO runs it as a brgemm INT8 product. Without one, OpenVINO falls back to a generic
-INT8 GEMM (``jit_gemm_i8``) that is slower than the FP32 product: on a 2-core AMD EPYC with AVX2 only
-(OpenVINO OPTIMIZATION_CAPABILITIES FP32 INT8 BIN EXPORT_IMPORT), BSData, the same benchmark's stage
-profile (``--quantize-distance true``) gave the distance 22.2 ms in FP32 and 44.3 ms quantized, and
-PaDiM INT8 ran 0.73x FP32. So by default (``quantize_distance=None``) the product is quantized when the CPU running the
-quantization has such an instruction, as the model is usually quantized where it is served; set it
-to true or false to quantize for another CPU.
+INT8 GEMM (``jit_gemm_i8``) that is slower than the FP32 product. So by default
+(``quantize_distance=None``) the product is quantized when the CPU running the quantization has such
+an instruction, as the model is usually quantized where it is served; set it to true or false to
+quantize for another CPU. docs/benchmarks.md has INT8's speed-up over FP32 per kind of CPU.
 
 The scope is the nodes matching those patterns *and every node they feed* (:func:`float_scope`):
-OpenVINO renames some nodes of the map generator (STFPM's product of the three layer maps became
-``Multiply_6965`` and ``Multiply_7103``, the image score's ``ReduceMax`` lost its prefix), so the
-patterns alone let NNCF put 8-bit quantizers on the upsampled layer maps and their product,
-clipping the map at the calibration images' maximum. Measured on a 2-core AMD EPYC with AVX2 only
-(OpenVINO OPTIMIZATION_CAPABILITIES FP32, INT8, BIN; OpenVINO 2026.4.1, NNCF 3.4.0), BSData ball
-screw, STFPM 5 epochs: image AUROC FP32 0.7607, INT8 0.7472 with the patterns alone (drop 0.0135),
-0.7390 with only those map quantizers and the backbones in float, 0.7577 with the whole downstream
-part in float (pixel AUROC 0.9705, 0.9692, 0.9706, 0.9692); the INT8 latency is unchanged. The
-leak exists on every CPU; on the AVX-512 VNNI machine its cost stayed under 0.01 by chance.
+OpenVINO renames some nodes of the map generator (STFPM's product of the three layer maps becomes a
+``Multiply_<n>``, the image score's ``ReduceMax`` loses its prefix), so the patterns alone would let
+NNCF put 8-bit quantizers on the upsampled layer maps and their product, clipping the map at the
+calibration images' maximum. The patterns are built from :mod:`otx_anomaly.export_names`, the
+names the models give these modules.
 
 :func:`quantize` imports NNCF, which imports torch; importing this module does not.
 """
@@ -60,19 +48,20 @@ import openvino as ov
 from otx_anomaly.deploy import speed
 from otx_anomaly.deploy.accuracy import METRICS, LabeledImage, metrics_of, prepare, run
 from otx_anomaly.deploy.inferencer import OpenVINOInferencer, expose_raw_outputs, remove_raw_outputs
-from otx_anomaly.deploy.metadata import MODEL_INFO, SCALED_DISTANCE
+from otx_anomaly.deploy.metadata import MODEL_INFO
 from otx_anomaly.deploy.resize import RESIZE_PREFIX
 from otx_anomaly.errors import QuantizationError
+from otx_anomaly.export_names import MAP_GENERATOR, NETWORK, POST_PROCESSOR, node_prefix
 from otx_anomaly.io.files import replace_folder, staging_folder
 
 logger = logging.getLogger(__name__)
 
-#: OpenVINO node-name patterns of the exported graph kept in floating point.
-FLOAT_SCOPE = (".*anomaly_map_generator.*", ".*post_processor.*")
-#: PaDiM's two distance products (the block form of ``models/distance.py``), quantized when the
-#: export computes them in the scaled form (``distance_form``
-#: :data:`~otx_anomaly.deploy.metadata.SCALED_DISTANCE`; see the module docstring).
-DISTANCE_PRODUCT = r"__module\.model\.anomaly_map_generator/aten::matmul/MatMul(_\d+)?"
+#: OpenVINO node-name patterns of the exported graph kept in floating point: the map generator and
+#: the post-processing.
+FLOAT_SCOPE = (f".*{re.escape(MAP_GENERATOR)}.*", f".*{re.escape(POST_PROCESSOR)}.*")
+#: PaDiM's two distance products (the block form of ``models/distance.py``): the matrix products the
+#: map generator makes itself, not in its upsampling. Only PaDiM's export has them.
+DISTANCE_PRODUCT = re.escape(node_prefix(NETWORK, MAP_GENERATOR)) + r"/aten::matmul/MatMul(_\d+)?"
 #: ``/proc/cpuinfo`` flags of an INT8 dot-product instruction, without which OpenVINO's INT8
 #: distance product is slower than its FP32 one (see the module docstring).
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -93,12 +82,11 @@ class QuantizationOptions:
         keep_float: keep :data:`FLOAT_SCOPE` and everything downstream of it in floating point
             (recommended; see the module docstring).
         fast_bias_correction: NNCF's quicker bias correction. The full one (the default here) takes
-            about twice as long and is what keeps STFPM within 0.01 image AUROC of FP32.
-        quantize_distance: quantize PaDiM's distance product too (exports in the scaled form only;
-            older exports keep it in float): it reads a quarter of the bytes, but only a CPU with
-            VNNI or AMX turns that into speed. ``None`` (the default): quantize it when the CPU
-            running the quantization has one (:func:`distance_in_int8`); true or false decides
-            for another target CPU.
+            longer and keeps STFPM's INT8 scores closer to FP32's (docs/quantization.md).
+        quantize_distance: quantize PaDiM's distance product too: it reads a quarter of the
+            bytes, but only a CPU with VNNI or AMX turns that into speed. ``None`` (the default):
+            quantize it when the CPU running the quantization has one (:func:`distance_in_int8`);
+            true or false decides for another target CPU.
 
     Raises:
         QuantizationError: an option is out of range.
@@ -140,7 +128,7 @@ def float_scope(model: ov.Model, quantize_distance: bool = False) -> list[str]:
 
     Args:
         model: the exported FP32 graph.
-        quantize_distance: leave :data:`DISTANCE_PRODUCT` out (only for graphs in the scaled form).
+        quantize_distance: leave :data:`DISTANCE_PRODUCT` out.
     """
     stack = [op for op in model.get_ops() if any(re.fullmatch(p, op.get_friendly_name()) for p in FLOAT_SCOPE)]
     names: set[str] = set()
@@ -165,25 +153,32 @@ def int8_dot_products() -> tuple[str, list[str] | None]:
 
 
 def _warn_where_int8_gains_little() -> None:
-    """Say so where INT8 will not be faster than FP32 on the CPU that quantizes (often the one that serves)."""
+    """Say so where the CPU that quantizes (often the one that serves) lacks VNNI and AMX, which INT8 gains most by."""
     name, found = int8_dot_products()
     if found == []:  # flags known, none of them
         logger.warning(
-            "This CPU (%s) has no VNNI or AMX: INT8 gains less here, and how much depends on the core (INT8 latency "
-            "0.90x to 1.05x FP32 on 2-core AMD EPYCs with AVX2 only, 1.4x to 2.2x with AVX2 kernels on an AMD EPYC "
-            "(Zen 4) and an Intel Xeon whose AVX-512, VNNI and AMX were capped away; "
-            "docs/quantization.md). The INT8 model pays off most where it is served on a CPU with VNNI or AMX; time "
-            "both exports on the CPU that serves them (benchmarks/export_speed.py).", name)
+            "This CPU (%s) has no VNNI or AMX: INT8 gains less here than on a CPU that has them, and on some cores "
+            "nothing. Compare the two models' latencies on the CPU that serves them (the optimize command prints "
+            "both; docs/benchmarks.md).", name)
 
 
-def distance_in_int8(options: QuantizationOptions, distance_form: str | None) -> bool:
+def has_distance_product(model: ov.Model) -> bool:
+    """Whether the exported graph has PaDiM's distance products (:data:`DISTANCE_PRODUCT`).
+
+    Args:
+        model: the exported FP32 graph.
+    """
+    return any(re.fullmatch(DISTANCE_PRODUCT, op.get_friendly_name()) for op in model.get_ops())
+
+
+def distance_in_int8(options: QuantizationOptions, distance_product: bool) -> bool:
     """Whether :func:`quantize` quantizes PaDiM's distance product, and a log line saying why.
 
     Args:
         options: ``options.quantize_distance`` decides; ``None`` asks this machine's CPU.
-        distance_form: the export's ``distance_form`` metadata (only the scaled form is quantized).
+        distance_product: the graph has one (:func:`has_distance_product`); without, nothing to decide.
     """
-    if distance_form != SCALED_DISTANCE:
+    if not distance_product:
         return False
     if options.quantize_distance is not None:
         return options.quantize_distance
@@ -251,7 +246,7 @@ def quantize(
                     "activation ranges.", len(calibration_images), options.subset_size)
     subset = min(options.subset_size, len(calibration_images))
     calibration = nncf.Dataset(calibration_images, lambda image: source.preprocess(image)[0])
-    floats = float_scope(model, quantize_distance=distance_in_int8(options, source.metadata.get("distance_form")))
+    floats = float_scope(model, quantize_distance=distance_in_int8(options, has_distance_product(model)))
     # the embedded resize stays in float always (pixel values in, pixel values out: nothing to gain)
     ignored = nncf.IgnoredScope(names=floats if options.keep_float else [], patterns=[re.escape(RESIZE_PREFIX) + ".*"],
                                 validate=False)

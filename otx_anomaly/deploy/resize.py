@@ -2,24 +2,17 @@
 training) built from plain OpenVINO operations, for inputs of any size.
 
 Why not OpenVINO's own ``RESIZE_BILINEAR_PILLOW`` (``Interpolate-11``): its CPU kernel is prepared
-anew for every input size it has not seen, and that preparation grows with the frame: 0.3 s for a
-64x64 frame, 0.7 s for 300x400, 3.9 s for 1024x1024 and 10 s for 2048x1536, against 3 to 70 ms for
-the resize itself once prepared (``benchmarks/resize_speed.py``, 2-core AMD EPYC with AVX2 only). A
-camera with one frame size pays it once; a dataset of crops of many sizes (magnetic tiles: every
-frame differs) paid it on every image. Here a new size costs 6 to 106 ms, and a seen one 0.83x to
-1.76x the old kernel's speed.
+anew for every input size it has not seen, and that preparation grows with the frame until it
+costs far more than the resize itself. A camera with one frame size pays it once; a dataset of
+crops of many sizes would pay it on every image. Plain operations cost a new size only their shape
+inference.
 
 The same filter as two products with weights computed in the graph from the input's shape: Pillow's
 triangle filter, support ``max(in / out, 1)``, the taps inside the image, normalized. Rows first, as
 a gather of the few rows each output row reads (their count follows from the scale) summed by a
-batched product with their weights, then the columns as one matrix product. The batched product
-replaced a multiply and a sum over the gathered rows, which wrote and read them twice more: 1.8 ms
--> 1.4 ms for 208x512, 7.5 -> 5.1 for 1024x1024, 24.1 -> 13.7 for 2048x1536 (steady, to 256x256;
-2-core Intel Xeon, ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX; ``benchmarks/resize_speed.py``
-before and after). Against
-``Interpolate-11``: within 1.2e-5 on a [0, 1] scale, and within 4e-7 of torchvision's antialiased
-resize where ``Interpolate-11`` is 1.1e-5 off. The cost of a new size is the shape inference of
-plain operations (tens of milliseconds).
+batched product with their weights, which writes and reads the gathered rows once; then the columns
+as one matrix product. It equals torchvision's antialiased resize to float rounding
+(``tests/test_export.py``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,9 @@ distribution whose centre and spread are the median and the scaled median absolu
 a few outlying normal images barely move it. The square root because anomaly scores are
 non-negative and skewed to the right (distances, and squared errors such as STFPM's): on their
 roots the normal images' scores are close to symmetric, and a normal fit of raw squared errors
-puts the threshold too low (measured: 25% false positives instead of 10% on STFPM). Negative
-scores (no model here gives them) are fitted as they are. Measured against the empirical
-quantile, the maximum, a Gaussian fit by mean and standard deviation and fits on raw and log
-scores in ``benchmarks/normal_only.py``.
+puts the threshold too low, flagging more normal images than the target rate. Negative scores (no
+model here gives them) are fitted as they are. ``python -m benchmarks thresholds`` compares the
+rule with the best threshold reachable on the test images (docs/benchmarks.md).
 """
 
 from __future__ import annotations

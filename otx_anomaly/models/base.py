@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,11 @@ from otx_anomaly.models.post_processor import AnomalyPostProcessor
 from otx_anomaly.tasks import AnomalyTask
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3")
+#: Lightning's notices that do not apply to these models, silenced when they are fitted: the frozen
+#: backbones (PaDiM's feature extractor, STFPM's teacher) are in eval mode on purpose, and PaDiM's
+#: one epoch of statistics needs no optimizer.
+EXPECTED_LIGHTNING_NOTICES = (r"Found \d+ module\(s\) in eval mode at the start of training",
+                              r"`LightningModule\.configure_optimizers` returned `None`")
 
 
 def anomalib_components(task: AnomalyTask, image_size: tuple[int, int], pre_processor_factory: Any) -> dict:
@@ -49,9 +55,8 @@ def _original_sizes(batch: Batch) -> list[tuple[int, int]]:
 def channels_last_on_cpu(network: torch.nn.Module, device: torch.device) -> None:
     """Store ``network``'s convolution weights channels-last where it runs on CPU.
 
-    That is oneDNN's own layout, so each convolution skips a reorder: on a 2-core AMD EPYC (AVX2) a
-    ResNet18 forward ran 1.35x and an STFPM training step 1.2x faster (``benchmarks/eager_layout.py``),
-    with the same numbers to float rounding. Left as it is on other devices, where it was not measured.
+    That is oneDNN's own layout, so each convolution skips a reorder, with the same numbers to
+    float rounding (see docs/benchmarks.md). Other devices keep their default layout.
 
     Args:
         network: the module whose 4-D weights move (in place).
@@ -87,8 +92,6 @@ class AnomalyTaskMixin:
 
     task: AnomalyTask
     head: TaskHead
-    #: written to the export metadata when :meth:`export_network` changes the distance's form
-    export_distance_form: str | None = None
     #: the backbone has random weights (``pre_trained: false``, no file), not loaded from a checkpoint
     random_backbone: bool = False
 
@@ -103,14 +106,18 @@ class AnomalyTaskMixin:
         if state is not None:
             if self.evaluator is not None:
                 state.update({f"evaluator.{k}": v for k, v in self.evaluator.state_dict().items()})
-            state.setdefault("post_processor._extra_state", {})  # checkpoints before the threshold rules
+            state.setdefault("post_processor._extra_state", {})  # anomalib's checkpoints have no threshold rules
 
     def setup(self, stage: str) -> None:
         """Before the Trainer runs the model: a warning when a fit starts from random backbone
-        weights, and the networks in the layout fastest on its device (:func:`channels_last_on_cpu`)."""
+        weights, Lightning's :data:`EXPECTED_LIGHTNING_NOTICES` silenced, and the networks in the
+        layout fastest on its device (:func:`channels_last_on_cpu`)."""
         super().setup(stage)
-        if stage == "fit" and self.random_backbone:
-            warn_random_backbone(self.model.backbone)
+        if stage == "fit":
+            for notice in EXPECTED_LIGHTNING_NOTICES:
+                warnings.filterwarnings("ignore", message=notice)
+            if self.random_backbone:
+                warn_random_backbone(self.model.backbone)
         channels_last_on_cpu(self.model, self.trainer.strategy.root_device)
 
     def export_network(self) -> torch.nn.Module:

@@ -71,7 +71,7 @@ def checkpoint_model_class(checkpoint: dict[str, Any], expected: str | type | No
 
     Returns:
         The recorded class path; ``expected``'s when the checkpoint records none (anomalib's own
-        checkpoints, older ones); ``None`` when neither is known.
+        checkpoints); ``None`` when neither is known.
 
     Raises:
         CheckpointError: the checkpoint holds another model than ``expected``.

@@ -13,8 +13,7 @@ With ``s = sqrt(diag(A))`` per position, ``d^2 = (s * delta)^T (A / (s s^T)) (s 
 The scaled matrix has a unit diagonal and every other entry in (-1, 1) (``A`` is positive
 definite), and each scaled channel of ``s * delta`` is in units of its conditional standard
 deviation, so one 8-bit scale fits all of them. In float32 the scores equal anomalib's up to
-rounding (tested); the INT8 model quantizes this product (``deploy/quantization.py``, with the
-measured accuracy and speed).
+rounding (tested); the INT8 model quantizes this product (``deploy/quantization.py`` says when).
 
 The scaled matrix is symmetric, so only its upper block rows are stored: with the channels split
 in halves ``a`` and ``b``, ``d^2 = a^T [A11, 2 A12] [a; b] + b^T A22 b``, two products that read 3/4
@@ -22,22 +21,17 @@ of the bytes (123 MB instead of 164 MB at 256x256), the same sum in another orde
 
 The products take the embedding positions first, ``(P, 1, B, C)``, and the matrices as
 ``(P, 1, C/2, C)``: OpenVINO runs them as batched ``MatMul`` nodes, one ``B``-row product per
-position, where the 3-D form ``(P, B, C)`` became ``FullyConnected`` nodes that were slower at
+position, where the 3-D form ``(P, B, C)`` becomes ``FullyConnected`` nodes that are slower at
 batch 1. The channels-last permute that gets there costs less than a transpose of ``(B, C, P)``,
-and the sums over channels are products with a row of ones (at batch 8, OpenVINO's ``ReduceSum``
-over that layout took 4.2 ms per batch, the products 0.8 ms). The same sums in another order:
-the exported maps differ by 2e-7. ``benchmarks/distance_layout.py`` (one fitted PaDiM resnet18
-exported both ways, BSData frames, alternating passes) on a 2-core AMD EPYC family 25 model 17, ISA
-AVX2, AVX-512F, AVX-512 VNNI: distance stage 7.0 and 6.4 -> 5.5 and 5.8 ms in FP32, 5.9 and 4.4 ->
-4.7 and 3.1 ms in INT8; latency 1.05x and 1.01x faster in FP32, 1.06x and 1.16x in INT8; batch 8
-images/s 0.98x to 1.03x. With its kernels capped at AVX2 (INT8's distance then stays in float):
-1.07x and 1.09x.
+and the sums over channels are products with a row of ones, which OpenVINO runs faster than its
+``ReduceSum`` over that layout. The same sums in another order: the exported maps equal anomalib's
+to float rounding.
 
 Example:
     >>> import torch
     >>> from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator
     >>> mean, inverse = torch.zeros(8, 16), torch.eye(8).repeat(16, 1, 1) * 4
-    >>> scaled = ScaledMahalanobis(AnomalyMapGenerator(), mean, inverse)
+    >>> scaled = ScaledMahalanobis(mean, inverse)
     >>> embedding = torch.randn(1, 8, 4, 4)
     >>> expected = AnomalyMapGenerator.compute_distance(embedding, [mean, inverse])
     >>> bool(torch.allclose(scaled.compute_distance(embedding), expected, atol=1e-5))
@@ -47,26 +41,30 @@ Example:
 from __future__ import annotations
 
 import torch
-from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator
+from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from otx_anomaly.export_names import MAP_UPSAMPLING
 
-class ScaledMahalanobis(AnomalyMapGenerator):
-    """anomalib's PaDiM map generator (same upsampling and blur) with the distance in the scaled
-    form above, from one fitted Gaussian; for export only (see the module docstring).
+
+class ScaledMahalanobis(nn.Module):
+    """PaDiM's anomaly map from one fitted Gaussian, with the distance in the scaled form above:
+    the export network's map generator (see the module docstring).
 
     Args:
-        generator: the model's map generator, whose blur (``SeparableGaussianBlur``) is kept.
         mean: the Gaussians' means, ``(C, P)``.
         inv_covariance: their inverse covariances, ``(P, C, C)``.
         order: the channel order of the embeddings it will see, as indices into the Gaussians'
             channels (default: the same order); applied while the scaled blocks are copied.
+        upsample: takes the ``(B, 1, h, w)`` distances to the map at the input size (anomalib's
+            upsampling and blur); default: none, the map is the distances.
     """
 
-    def __init__(self, generator: AnomalyMapGenerator, mean: torch.Tensor, inv_covariance: torch.Tensor,
-                 order: torch.Tensor | None = None) -> None:
+    def __init__(self, mean: torch.Tensor, inv_covariance: torch.Tensor, order: torch.Tensor | None = None,
+                 upsample: nn.Module | None = None) -> None:
         super().__init__()
-        self.blur = generator.blur
+        # named as otx_anomaly.export_names says: INT8 keeps these nodes in float, the distance's products not
+        self.add_module(MAP_UPSAMPLING, upsample if upsample is not None else nn.Identity())
         inverse, mean = inv_covariance.detach(), mean.detach()
         if order is None:
             order = torch.arange(mean.shape[0], device=mean.device)
@@ -90,13 +88,19 @@ class ScaledMahalanobis(AnomalyMapGenerator):
         self.register_buffer("upper_rows", upper.unsqueeze(1))  # (P, 1, C/2, C): [A11, 2 A12]
         self.register_buffer("lower_block", lower.unsqueeze(1))  # (P, 1, C/2, C/2): A22
 
-    def compute_distance(self, embedding: torch.Tensor, stats: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """The Mahalanobis distance per position, ``(B, 1, H, W)`` (``stats`` are ignored: the
-        Gaussians are the ones this module was built from).
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The anomaly map: the distances, upsampled.
 
         Args:
-            embedding: ``(B, C, H, W)`` patch embeddings.
-            stats: unused; anomalib's ``compute_anomaly_map`` passes the mean and inverse again.
+            embedding: ``(B, C, h, w)`` patch embeddings.
+        """
+        return self.get_submodule(MAP_UPSAMPLING)(self.compute_distance(embedding))
+
+    def compute_distance(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The Mahalanobis distance per position, ``(B, 1, h, w)``.
+
+        Args:
+            embedding: ``(B, C, h, w)`` patch embeddings.
         """
         batch, channels, height, width = embedding.shape
         positions = height * width

@@ -4,10 +4,8 @@ Bilinear upsampling and a Gaussian blur with reflect borders are linear and sepa
 row mixes input rows, each output column input columns. Any chain of them is then
 ``R @ map @ C`` with ``R`` of shape ``(H, h)`` and ``C`` of shape ``(w, W)``. In the exported
 graphs this replaces OpenVINO's ``Interpolate`` and convolution nodes on one-channel maps, which
-ran far below the machine's speed and could leave the map in a channels-last layout that slowed
-every step after them: upsample + blur 0.75 ms -> 0.10 ms for PaDiM, 1.04 -> 0.20 ms for STFPM's
-three layer maps (stage profile of ``benchmarks/export_speed.py`` before and after, BSData, 2-core
-Intel Xeon, ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX).
+run far below the machine's speed and can leave the map in a channels-last layout that slows
+every step after them (the benchmarks' stage profile shows the share of each stage).
 
 The matrices are read off the eager transform itself, applied to basis maps that vary along one
 axis and are constant along the other (both operations keep a constant a constant: the blur's

@@ -50,8 +50,6 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         >>> trainer = pl.Trainer(**model.trainer_arguments)
     """
 
-    export_distance_form = "scaled"  # deploy.metadata.SCALED_DISTANCE: see export_network
-
     def __init__(
         self,
         task: AnomalyTask | str = AnomalyTask.SEGMENTATION,
@@ -92,10 +90,10 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """One epoch, no sanity validation; any number of devices. Under DDP each process takes
-        a fixed share of the images (by path), so Lightning must not add its own sampler."""
-        return {"max_epochs": 1, "val_check_interval": 1.0, "num_sanity_val_steps": 0,
-                "use_distributed_sampler": False}
+        """One epoch (validated at its end, Lightning's default), no sanity validation; any number
+        of devices. Under DDP each process takes a fixed share of the images (by path), so Lightning
+        must not add its own sampler."""
+        return {"max_epochs": 1, "num_sanity_val_steps": 0, "use_distributed_sampler": False}
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Add the batch's embeddings to the running statistics (nothing is kept per image)."""
@@ -127,14 +125,14 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         return PadimExportNetwork(self.model, tuple(int(s) for s in self.input_size))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints of anomalib's Padim (and of versions before the running statistics) hold the
-        Gaussians only: they load and predict; a later fit then starts the statistics afresh."""
+        """Checkpoints of anomalib's Padim hold the Gaussians only: they load and predict; a later
+        fit then starts the statistics afresh."""
         super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("state_dict", {})
         own = ("statistics.", "zero_loss_anchor")
         missing = {k: v for k, v in self.state_dict().items() if k.startswith(own) and k not in state}
         if missing and any(k.startswith("statistics.") for k in missing):
-            logger.warning("The checkpoint has no running statistics (anomalib's Padim, or an older one): it predicts "
+            logger.warning("The checkpoint has no running statistics (anomalib's Padim): it predicts "
                            "as saved, but fitting it again replaces its Gaussians instead of adding images.")
         state.update(missing)
 

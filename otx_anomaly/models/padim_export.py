@@ -1,26 +1,22 @@
 """PaDiM as the exported graph computes it: anomalib's maths, rearranged for inference speed.
 
-Three exact rewrites of anomalib's ``PadimModel`` forward, each measured in OpenVINO's per-node
-counters on a 2-core Intel Xeon (ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX; resnet18,
-256x256, BSData frames, FP32; ``benchmarks/export_speed.py`` prints the stage profile):
+Three exact rewrites of anomalib's ``PadimModel`` forward, each chosen from OpenVINO's per-node
+counters (the benchmarks' stage profile, docs/benchmarks.md):
 
 - **Channels picked before they are upsampled.** anomalib concatenates all 448 channels of layers
   1-3 (layers 2 and 3 upsampled) and then keeps its random 100. Picking each layer's share first
-  and upsampling only those gives the same embedding, in sorted channel order; the Gaussians are
-  permuted once to that order, so every distance is the same sum in another order. The concat,
-  upsample and reorder of the 448 channels took 2.3 ms per image (a one-off reading of the
-  per-node counters; the stage profile counts them in the backbone).
+  and upsampling only those gives the same embedding, in sorted channel order, and spares the
+  copies and upsampling of the channels anomalib then drops; the Gaussians are permuted once to
+  that order, so every distance is the same sum in another order.
 - **The distance in the scaled form** (:class:`~otx_anomaly.models.distance.ScaledMahalanobis`):
   the same scores, a product INT8 can take, and only the upper block rows of the symmetric
-  matrices (3/4 of the bytes; the distance alone 1.2x to 1.3x faster at batch 1 and 0.93x to
-  1.01x at batch 8 on a 2-core Intel Xeon, ISA AVX2, AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX;
-  ``benchmarks/distance_speed.py``), computed positions first (the module's docstring).
+  matrices (3/4 of the bytes), computed positions first (the module's docstring).
 - **Upsampling and blur as two matrix products**
   (:class:`~otx_anomaly.models.map_products.SeparableProducts`; 10 MFLOP for a 64x64 map to
-  256x256, about what the upsampling and the two 1-D blur passes cost). The passes took 0.75 ms
-  and left the map in a channels-last layout, where OpenVINO ran each element-wise step of the
-  post-processing one channel at a time (1.9 ms for six comparisons and selects on a 256x256 map);
-  now about 0.1 ms and 0.2 ms.
+  256x256, about what the upsampling and the two 1-D blur passes cost). OpenVINO's resize and
+  convolution passes on a one-channel map run far below the machine's speed and leave the map in a
+  channels-last layout, where every element-wise step of the post-processing runs one channel at a
+  time; the products keep it plain.
 
 Maps and scores equal anomalib's to float rounding (``tests/test_models.py``). The model itself
 keeps anomalib's modules (eager parity, checkpoints); only :meth:`Padim.export_network` builds this.
@@ -47,6 +43,7 @@ from anomalib.models.image.padim.torch_model import PadimModel
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from otx_anomaly.export_names import MAP_GENERATOR
 from otx_anomaly.models.backbone import feature_shapes
 from otx_anomaly.models.distance import ScaledMahalanobis
 from otx_anomaly.models.map_products import SeparableProducts
@@ -68,31 +65,31 @@ class PadimExportNetwork(nn.Module):
         self.map_size = tuple(shapes[self.layers[0]][-2:])
         device = model.gaussian.mean.device
         kept, order = model.idx.cpu().sort()  # the kept channels, sorted: grouped by layer
+        #: per layer that keeps channels: the buffer of its channels, the layer, whether it is upsampled.
+        #: Decided here, at the export's input size, so that the traced graph has no branch on a tensor.
+        self.picks: list[tuple[str, str, bool]] = []
         first = 0
         for number, layer in enumerate(self.layers):
             count = shapes[layer][1]
             chosen = kept[(kept >= first) & (kept < first + count)] - first
-            self.register_buffer(f"channels_{number}", chosen.to(device))
+            if len(chosen):
+                self.register_buffer(f"channels_{number}", chosen.to(device))
+                self.picks.append((f"channels_{number}", layer, tuple(shapes[layer][-2:]) != self.map_size))
             first += count
-        self.anomaly_map_generator = ScaledMahalanobis(model.anomaly_map_generator, model.gaussian.mean,
-                                                       model.gaussian.inv_covariance, order.to(device))
-        # anomalib's generator smooths with ``blur`` after its own upsampling, which is skipped here
-        # (no image_size): this blur upsamples too
-        generator = model.anomaly_map_generator
-        self.anomaly_map_generator.blur = SeparableProducts(
-            lambda maps: generator.smooth_anomaly_map(generator.up_sample(maps, image_size)), self.map_size, device)
+        generator = model.anomaly_map_generator  # anomalib's: its upsampling and blur, as two products
+        upsample = SeparableProducts(lambda maps: generator.smooth_anomaly_map(generator.up_sample(maps, image_size)),
+                                     self.map_size, device)
+        # named as otx_anomaly.export_names says: INT8 and the stage profile find the map's nodes by it
+        self.add_module(MAP_GENERATOR, ScaledMahalanobis(model.gaussian.mean, model.gaussian.inv_covariance,
+                                                         order.to(device), upsample))
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
         """Score ``(B, 3, H, W)`` images at the network's input size."""
         features = self.feature_extractor(images)
         parts = []
-        for number, layer in enumerate(self.layers):
-            chosen = getattr(self, f"channels_{number}")
-            if len(chosen):
-                part = features[layer].index_select(1, chosen)
-                parts.append(part if part.shape[-2:] == self.map_size else F.interpolate(part, size=self.map_size,
-                                                                                      mode="nearest"))
-        generator = self.anomaly_map_generator  # called as a module: its nodes keep its name in the IR
-        anomaly_map = generator(embedding=torch.cat(parts, 1), mean=generator.mean,  # the generator ignores
-                                inv_covariance=generator.lower_block)  # anomalib's stats: it reads its own
+        for channels, layer, upsampled in self.picks:
+            part = features[layer].index_select(1, getattr(self, channels))
+            parts.append(F.interpolate(part, size=self.map_size, mode="nearest") if upsampled else part)
+        # called as a module, so that its nodes carry its name in the exported graph
+        anomaly_map = self.get_submodule(MAP_GENERATOR)(torch.cat(parts, 1))
         return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)

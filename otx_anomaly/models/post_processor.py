@@ -92,7 +92,7 @@ class AnomalyPostProcessor(PostProcessor):
         return {"rules": dict(self.rules)}
 
     def set_extra_state(self, state: Any) -> None:
-        """Restore the threshold rules of a checkpoint (older ones have none)."""
+        """Restore the threshold rules of a checkpoint (anomalib's have none)."""
         self.rules = dict(state.get("rules", {})) if isinstance(state, dict) else {}
 
     # The hooks below are anomalib's way of choosing and applying; see the module docstring.

@@ -91,6 +91,15 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.random_backbone = init_backbone(self.model.teacher_model, pre_trained, backbone_weights)
 
+    def training_step(self, batch: Batch, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """anomalib's step (the student-teacher loss), logging ``train_loss`` with the batch's size,
+        which Lightning cannot infer from a batch, and to the Trainer's logger if it has one."""
+        del args, kwargs
+        teacher, student = self.model(batch.image)
+        loss = self.loss(teacher, student)
+        self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=len(batch.image))
+        return {"loss": loss}
+
     def validation_step(self, batch: Batch, *args, **kwargs) -> Batch:
         """anomalib's step plus ``val_loss``: the training loss (student-teacher MSE) on the normal
         validation images, per image, so that early stopping and checkpoint selection need no

@@ -2,11 +2,11 @@
 matrix products (:class:`~otx_anomaly.models.map_products.SeparableProducts`).
 
 anomalib upsamples each layer's map (64x64, 32x32 and 16x16 for resnet18 at 256x256) to the image
-size with a bilinear ``Interpolate`` before multiplying them. OpenVINO ran those three one-channel
-resizes in 1.04 ms, a seventh of the INT8 model's time, since they stay in float; as products
-0.20 ms (stage profile of ``benchmarks/export_speed.py``, BSData, 2-core Intel Xeon, ISA AVX2,
-AVX-512F, AVX-512 VNNI, AVX-VNNI, AMX). Maps equal anomalib's to float rounding
-(``tests/test_models.py``); the model keeps anomalib's generator for training, testing and checkpoints.
+size with a bilinear ``Interpolate`` before multiplying them. Those one-channel resizes stay in
+float in the INT8 model, where OpenVINO runs them far below the machine's speed; as products they
+cost a fraction (the benchmarks' stage profile, docs/benchmarks.md). Maps equal anomalib's to float
+rounding (``tests/test_models.py``); the model keeps anomalib's generator for training, testing and
+checkpoints.
 
 Example:
     >>> import torch
@@ -30,6 +30,7 @@ from anomalib.models.image.stfpm.torch_model import STFPMModel
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from otx_anomaly.export_names import MAP_GENERATOR, MAP_UPSAMPLING
 from otx_anomaly.models.backbone import feature_shapes
 from otx_anomaly.models.map_products import SeparableProducts
 
@@ -50,8 +51,9 @@ class UpsampledLayerMaps(AnomalyMapGenerator):
         def upsample(maps: torch.Tensor) -> torch.Tensor:  # anomalib's compute_layer_map's resize
             return F.interpolate(maps, size=image_size, align_corners=False, mode="bilinear")
 
-        self.upsample = nn.ModuleDict({layer: SeparableProducts(upsample, size, device)
-                                       for layer, size in layer_sizes.items()})
+        # named as otx_anomaly.export_names says: INT8 and the stage profile find the map's nodes by it
+        self.add_module(MAP_UPSAMPLING, nn.ModuleDict({layer: SeparableProducts(upsample, size, device)
+                                                       for layer, size in layer_sizes.items()}))
 
     def compute_anomaly_map(self, teacher_features: dict[str, torch.Tensor], student_features: dict[str, torch.Tensor],
                             image_size: tuple[int, int] | torch.Size | None = None) -> torch.Tensor:
@@ -63,12 +65,12 @@ class UpsampledLayerMaps(AnomalyMapGenerator):
             student_features: the student's features by layer.
             image_size: unused: the size the products were built for.
         """
-        anomaly_map = None
+        anomaly_map, upsample = None, self.get_submodule(MAP_UPSAMPLING)
         # anomalib's compute_layer_map resizes inside it (an Interpolate even to the same size), so
         # its two lines of arithmetic are written here and the resize is the products'
         for layer, teacher in teacher_features.items():
             distance = F.normalize(teacher) - F.normalize(student_features[layer])
-            layer_map = self.upsample[layer](0.5 * torch.norm(distance, p=2, dim=-3, keepdim=True) ** 2)
+            layer_map = upsample[layer](0.5 * torch.norm(distance, p=2, dim=-3, keepdim=True) ** 2)
             anomaly_map = layer_map if anomaly_map is None else anomaly_map * layer_map
         return anomaly_map
 
@@ -85,5 +87,5 @@ def stfpm_export_network(model: STFPMModel, image_size: tuple[int, int]) -> nn.M
     device = next(model.teacher_model.parameters()).device
     generator = UpsampledLayerMaps({layer: tuple(shape[-2:]) for layer, shape in shapes.items()}, image_size, device)
     network = copy.copy(model)
-    network._modules = {**model._modules, "anomaly_map_generator": generator}  # noqa: SLF001
+    network._modules = {**model._modules, MAP_GENERATOR: generator}  # noqa: SLF001 - anomalib's forward calls it
     return network

@@ -11,15 +11,12 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
 
 from otx_anomaly.heads import NORMALIZED_THRESHOLD
-
-if TYPE_CHECKING:
-    from otx_anomaly.results.writer import ImageResult, PredictionRun, RunInfo
+from otx_anomaly.results.records import ImageResult, PredictionRun, RunInfo
 
 NORMAL_COLOUR = "#2e8b57"
 ANOMALOUS_COLOUR = "#d1495b"

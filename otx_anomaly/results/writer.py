@@ -57,6 +57,7 @@ from otx_anomaly.results.records import (
     PredictionRun,
     RunInfo,
 )
+from otx_anomaly.results.report import render_report
 from otx_anomaly.tasks import AnomalyTask
 
 logger = logging.getLogger(__name__)
@@ -223,8 +224,6 @@ class PredictionOutputs:
 
     def close(self) -> PredictionRun:
         """Write the report and summary, and move the folder into place."""
-        from otx_anomaly.results.report import render_report
-
         if self.run is not None:
             return self.run
         try:

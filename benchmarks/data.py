@@ -1,4 +1,4 @@
-"""The benchmark's data: which MVTec-layout categories to run, and a quick subset of one.
+"""The benchmarks' data: which MVTec-layout categories to run, and a smaller copy of one.
 
 The layout rules (where normal images, defects and masks live, which files are images) are
 ``otx_anomaly.io.layout``'s, the same ones training and prediction use.
@@ -6,14 +6,13 @@ The layout rules (where normal images, defects and masks live, which files are i
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
 from otx_anomaly.io.layout import NORMAL_FOLDER, mvtec_split
 
 
-def find_datasets(data_dir: Path, names: list[str] | None, category: str | None) -> list[tuple[Path, str]]:
+def find_datasets(data_dir: Path, names: list[str] | None, category: str | None = None) -> list[tuple[Path, str]]:
     """(root, category) pairs: every category (a folder with ``train/good``) of every dataset root
     under ``data_dir``, or of the given names (under ``data_dir``) or paths.
 
@@ -50,8 +49,8 @@ def _copy(source: Path, source_root: Path, target_root: Path) -> None:
 
 def subset_dataset(root: Path, category: str, target: Path, max_train: int | None, max_test: int | None) -> Path:
     """A copy of ``root/category`` with the first ``max_train`` training images and the first
-    ``max_test`` test images of each test folder (their masks with them); a quick, honest subset.
-    Copies, not symlinks: anomalib's MVTecAD drops files that resolve outside its root.
+    ``max_test`` test images of each test folder (their masks with them). Copies, not symlinks:
+    anomalib's MVTecAD drops files that resolve outside its root.
 
     Args:
         root: the dataset root.
@@ -77,16 +76,20 @@ def subset_dataset(root: Path, category: str, target: Path, max_train: int | Non
     return target
 
 
-def dataset_parser(description: str | None, weights_required: bool = False) -> argparse.ArgumentParser:
-    """The options every single-dataset benchmark script takes: ``--root``, ``--category``, ``--weights``.
+def datasets_to_run(args, workdir: Path) -> list[tuple[str, Path, str]]:  # noqa: ANN001
+    """(name, root, category) of every category the command line asks for, each a subset in
+    ``workdir`` where ``--max_train`` or ``--max_test`` is given; ``--quick``: the first only.
 
     Args:
-        description: the script's docstring.
-        weights_required: whether ``--weights`` must be given.
+        args: the parsed command line (``data_dir``, ``datasets``, ``category``, ``max_train``,
+            ``max_test``, ``quick``).
+        workdir: where subsets are copied.
     """
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, required=True, help="dataset root in MVTec AD layout")
-    parser.add_argument("--category", required=True)
-    parser.add_argument("--weights", type=Path, required=weights_required, default=None,
-                        help="ImageNet backbone weights (safetensors)")
-    return parser
+    pairs = find_datasets(args.data_dir, args.datasets, args.category)
+    runs = []
+    for index, (root, category) in enumerate(pairs[:1] if args.quick else pairs):
+        name = f"{root.name}/{category}"
+        if args.max_train or args.max_test:
+            root = subset_dataset(root, category, workdir / f"data{index}", args.max_train, args.max_test)
+        runs.append((name, root, category))
+    return runs

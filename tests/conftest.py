@@ -7,8 +7,8 @@ import os
 # Before anything imports huggingface_hub: no test may wait on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Before anything imports torch: its OpenMP threads spin after each parallel region, and most tests
-# alternate torch with OpenVINO (its own threads) on the same cores. Sleeping instead, tests/test_export.py
-# took 91.8 s instead of 114.6 s (2-core AMD EPYC, AVX2); a torch-only STFPM epoch 6% longer.
+# alternate torch with OpenVINO (its own threads) on the same cores, where spinning threads would take
+# the cores from each other.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path  # noqa: E402

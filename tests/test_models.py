@@ -161,7 +161,7 @@ def test_trainer_runs_the_networks_channels_last_on_cpu_with_the_same_maps(demo_
         model.model.to(memory_format=torch.contiguous_format)
         default = model(image).anomaly_map
     # float rounding of another convolution algorithm, on the map's scale (elements near zero differ
-    # relatively more: 1.2e-6 at 1.8e-3 on a 2-core Xeon with AVX-512 and AMX)
+    # relatively more)
     torch.testing.assert_close(fast, default, rtol=1e-4, atol=1e-5 * float(default.abs().max()))
 
 

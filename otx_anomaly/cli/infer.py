@@ -27,7 +27,7 @@ from otx_anomaly.results.writer import PredictionOutputs, check_output_dir, comm
 def parser() -> ArgumentParser:
     """The ``infer`` options; the output options are :class:`OutputOptions`, as for ``predict``."""
     result = ArgumentParser(
-        prog="otx-anomaly infer", exit_on_error=True, default_meta=False,
+        prog="otx-anomaly infer", exit_on_error=True,
         description="Predict with an exported OpenVINO model (FP32, FP16 or INT8), without torch, and write "
                     "predictions.jsonl, predictions.csv, masks, overlays, summary.json and report.html, as "
                     "`predict` does with a checkpoint. Unreadable files are skipped and listed.")

@@ -19,6 +19,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = SHARED / "weights" / "resnet18_tv_in1k_layer1-3.safetensors"
 BALL_SCREW = SHARED / "data" / "bsdata_ball_screw"
 MAGNETIC_TILE = SHARED / "data" / "magnetic_tile_defects"
+TOOTHBRUSH = SHARED / "data" / "mvtec_ad_toothbrush"
 
 
 def _require(path: Path, what: str) -> Path:
@@ -40,6 +41,12 @@ def ball_screw_root() -> Path:
 @pytest.fixture(scope="session")
 def magnetic_tile_root() -> Path:
     return _require(MAGNETIC_TILE / "magnetic_tile", "Magnetic tile dataset").parent
+
+
+@pytest.fixture(scope="session")
+def toothbrush_root() -> Path:
+    """MVTec AD toothbrush at 1024x1024, whose raw PaDiM scores reach tens (no AUROC may saturate on them)."""
+    return _require(TOOTHBRUSH / "toothbrush", "MVTec AD toothbrush dataset").parent
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,21 @@ pytestmark = pytest.mark.slow
 SEED = 7
 
 
-@pytest.mark.parametrize("dataset", ["ball_screw", "magnetic_tile"])
+@pytest.mark.parametrize("dataset", ["ball_screw", "magnetic_tile", "toothbrush"])
+@pytest.mark.filterwarnings("ignore:`LightningModule.configure_optimizers` returned `None`")  # anomalib's Padim
+@pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode")  # anomalib's frozen backbone
 def test_padim_matches_anomalib_engine(dataset, request, weights_path, tmp_path):
     """Streaming statistics (ours) against anomalib's memory bank, through anomalib's own Engine.
 
     anomalib computes its test AUROC after normalization, whose clipping depends on the threshold
     (and anomalib's normal-only threshold differs from ours); ours are on raw scores. So anomalib's
-    Engine tests its model with normalization switched off: its own AUROC over its raw scores.
+    Engine tests its model with normalization switched off: its own AUROC over its raw scores, ranked
+    as they are (``normalization=None``: torchmetrics' sigmoid would tie the toothbrush's raw scores).
     """
     import lightning.pytorch as pl
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
+    from anomalib.metrics import AUROC, Evaluator
     from anomalib.models import Padim as AnomalibPadim
 
     from otx_anomaly.data import MVTecDataModule
@@ -28,10 +32,14 @@ def test_padim_matches_anomalib_engine(dataset, request, weights_path, tmp_path)
     from otx_anomaly.models.backbone import load_backbone_weights
 
     root = request.getfixturevalue(f"{dataset}_root")
-    category = {"ball_screw": "ball_screw_drive", "magnetic_tile": "magnetic_tile"}[dataset]
+    category = {"ball_screw": "ball_screw_drive", "magnetic_tile": "magnetic_tile", "toothbrush": "toothbrush"}[dataset]
 
     pl.seed_everything(SEED)
-    reference = AnomalibPadim(pre_trained=False, visualizer=False)
+    evaluator = Evaluator(test_metrics=[
+        AUROC(fields=["pred_score", "gt_label"], prefix="image_", normalization=None),
+        AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, normalization=None),
+    ])
+    reference = AnomalibPadim(pre_trained=False, visualizer=False, evaluator=evaluator)
     load_backbone_weights(reference.model.feature_extractor, weights_path)
     engine = Engine(default_root_dir=tmp_path / "anomalib", logger=False, enable_progress_bar=False)
     ours_defaults = MVTecDataModule(root=root, category=category, num_workers=0, seed=SEED)

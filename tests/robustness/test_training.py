@@ -22,6 +22,7 @@ def _fit(root, directory, max_epochs, ckpt_path=None):
     return [p.raw_score for p in predictions], model.post_processor.statistics()
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # the resumed run's own
 def test_interrupted_fit_resumes_to_the_same_model(demo_root, tmp_path):
     uninterrupted = _fit(demo_root, tmp_path / "a", max_epochs=3)
     _fit(demo_root, tmp_path / "b", max_epochs=1)  # stopped after one epoch

@@ -55,7 +55,7 @@ def test_training_layers_never_import_deployment_results_or_cli(module):
 
 @pytest.mark.parametrize("module", [m for m in MODULES if _layer(m) in ("io", "results", "deploy")
                                     or m in ("otx_anomaly.errors", "otx_anomaly.tasks", "otx_anomaly.heads",
-                                              "otx_anomaly.export_names")])
+                                              "otx_anomaly.export_names", "otx_anomaly.thresholds")])
 def test_torch_free_layers_import_no_torch_at_module_level_nor_the_cli(module):
     names = _imports(MODULES[module], module_level_only=True)
     torch_world = [n for n in names if n.split(".")[0] in TORCH_WORLD]

@@ -100,7 +100,8 @@ class AnomalyPredictionWriter(BasePredictionWriter):
         post = getattr(pl_module, "post_processor", None)
         stats = post.statistics() if hasattr(post, "statistics") else {}
         model = str(trainer.ckpt_path) if trainer.ckpt_path else f"{type(pl_module).__name__} (weights in memory)"
-        info = RunInfo(task, model, stats.get("image_threshold"), stats.get("pixel_threshold"))
+        info = RunInfo(task, model, stats.get("image_threshold"), stats.get("pixel_threshold"),
+                       getattr(post, "threshold_change", ""))
         self._masks = _dataset_masks(trainer)
         self._outputs = PredictionOutputs(self.resolved_output_dir(trainer), info, self.options,
                                           common_folder(list(self._masks)))

@@ -128,6 +128,7 @@ class AdaptiveThreshold(Callback):
         labels = torch.cat(self._labels) if self._labels else torch.zeros_like(scores, dtype=torch.int)
         pixel_min, pixel_max = self._pixel_range.compute() if self._pixel_range.update_called else (math.nan, math.nan)
         post.set_normalization(float(scores.min()), float(scores.max()), float(pixel_min), float(pixel_max))
+        post.set_normal_scores(scores[labels == 0])
 
         image_threshold, self.rules["image"], image_level = self._adaptive_image_threshold(scores, labels)
         if self._anomalous_pixels > 0:

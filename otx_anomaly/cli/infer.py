@@ -22,6 +22,7 @@ from otx_anomaly.io.layout import mvtec_ground_truth
 from otx_anomaly.results.console import print_run
 from otx_anomaly.results.records import OutputOptions, PredictionRun, RunInfo
 from otx_anomaly.results.writer import PredictionOutputs, check_output_dir, common_folder
+from otx_anomaly.thresholds import ThresholdChange
 
 
 def parser() -> ArgumentParser:
@@ -39,6 +40,7 @@ def parser() -> ArgumentParser:
     result.add_argument("--device", type=str, default="CPU", help="OpenVINO device")
     result.add_argument("--batch_size", type=int, default=8, help="images per inference request")
     result.add_class_arguments(OutputOptions, nested_key=None)
+    result.add_class_arguments(ThresholdChange, nested_key=None)
     result.add_argument("--ground_truth", type=Literal["none", "mvtec"], default="none",
                         help="mvtec: labels from <category>/test/<good|defect>/ folders and masks from "
                              "ground_truth/, for metrics in the report")
@@ -63,9 +65,10 @@ def run(argv: Sequence[str]) -> PredictionRun:
     paths = [p for p in resolve_inputs(args.input) if not p.absolute().is_relative_to(output_dir)]
     if not paths:
         raise DatasetError(f"{args.input!r} matches only files in the output folder {str(args.output_dir)!r}.")
-    inferencer = OpenVINOInferencer(args.model_path, device=args.device)
-    info = RunInfo(inferencer.task, str(args.model_path), inferencer.metadata["image_threshold"],
-                   inferencer.metadata["pixel_threshold"])
+    thresholds = ThresholdChange(args.image_threshold, args.pixel_threshold, args.target_false_positive_rate)
+    inferencer = OpenVINOInferencer(args.model_path, device=args.device, thresholds=thresholds)
+    info = RunInfo(inferencer.task, str(args.model_path), inferencer.image_threshold, inferencer.pixel_threshold,
+                   inferencer.threshold_change)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     options = OutputOptions(overlays=args.overlays, report_max_images=args.report_max_images)
     with PredictionOutputs(args.output_dir, info, options,

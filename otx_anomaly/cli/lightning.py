@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 from otx_anomaly.cli.summary import print_fit_summary
 from otx_anomaly.errors import OtxAnomalyError
 from otx_anomaly.results.records import OutputOptions
+from otx_anomaly.thresholds import ThresholdChange
 
 
 class OTXAnomalyCLI(LightningCLI):
@@ -98,6 +99,7 @@ class OTXAnomalyCLI(LightningCLI):
                                 help="Results folder: predictions.jsonl/.csv, masks, overlays, report.html "
                                      "(default: <trainer.default_root_dir>/predictions).")
             parser.add_class_arguments(OutputOptions, nested_key=None)
+            parser.add_class_arguments(ThresholdChange, nested_key=None)
         return parser
 
     def after_fit(self) -> None:
@@ -106,7 +108,7 @@ class OTXAnomalyCLI(LightningCLI):
     def predict(self, model: Any, datamodule: Any = None, ckpt_path: str | None = None, **kwargs: Any) -> None:
         """Lightning's predict, with the results written by an AnomalyPredictionWriter (the recipe's or
         one made from ``--output_dir``, ``--overlays``, ``--report_max_images``)."""
-        from otx_anomaly.callbacks import AnomalyPredictionWriter
+        from otx_anomaly.callbacks import AnomalyPredictionWriter, ChangeThresholds
 
         options = self.config_init["predict"]
         output_dir = None if options.get("output_dir") is None else Path(options["output_dir"])
@@ -116,6 +118,10 @@ class OTXAnomalyCLI(LightningCLI):
         else:
             self.trainer.callbacks.append(AnomalyPredictionWriter(output_dir, OutputOptions(
                 overlays=options.get("overlays", True), report_max_images=options.get("report_max_images", 500))))
+        change = ThresholdChange(options.get("image_threshold"), options.get("pixel_threshold"),
+                                 options.get("target_false_positive_rate"))
+        if change.requested:  # before the writer, which reports the thresholds
+            self.trainer.callbacks.insert(0, ChangeThresholds(**vars(change)))
         if kwargs.get("return_predictions") is None:
             kwargs["return_predictions"] = False  # the writer streams them; full-size maps would fill memory
         self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: where each of anomalib's ``val_split_mode`` takes the validation images from, in words
 VALIDATION_SOURCES = {
     "from_train": "held back from train/good (never trained on)",
+    "k_fold": "every train/good image, each scored by a fit without its fold",
     "from_test": "a share of the test images, kept out of the test",
     "same_as_test": "the test images themselves: test metrics are optimistic",
     "synthetic": "held back from train/good, with anomalib's synthetic defects",

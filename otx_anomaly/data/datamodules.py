@@ -21,11 +21,15 @@ from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms.v2 import Transform
 
 from otx_anomaly.data.datasets import AnomalySampleDataset
+from otx_anomaly.data.folds import K_FOLD, FoldBatchSampler, KFoldValidationDataset
 from otx_anomaly.data.samples import check_files, mvtec_samples, samples_frame
 from otx_anomaly.errors import ConfigError, DatasetError
 from otx_anomaly.io.inputs import UnreadableInput, nothing_readable, resolve_inputs, split_readable
 
 logger = logging.getLogger(__name__)
+
+#: the ``val_split_mode`` that lets the model choose (:meth:`_FolderDataModule._resolve_val_split_mode`)
+AUTO = "auto"
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -74,8 +78,9 @@ class _FolderDataModule(AnomalibDataModule):
         train_batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 4,
-        val_split_mode: ValSplitMode | str = ValSplitMode.FROM_TRAIN,
+        val_split_mode: ValSplitMode | str = AUTO,
         val_split_ratio: float = 0.2,
+        val_folds: int = 5,
         test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
         test_split_ratio: float = 0.2,
         train_augmentations: Transform | None = None,
@@ -93,13 +98,17 @@ class _FolderDataModule(AnomalibDataModule):
         for name, value in (("val_split_ratio", val_split_ratio), ("test_split_ratio", test_split_ratio)):
             if not 0 < value < 1:
                 raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}.")
+        own_mode = str(val_split_mode) if str(val_split_mode) in (AUTO, K_FOLD) else None
         try:
-            val_split_mode, test_split_mode = ValSplitMode(val_split_mode), TestSplitMode(test_split_mode)
+            test_split_mode = TestSplitMode(test_split_mode)
+            val_split_mode = ValSplitMode.NONE if own_mode else ValSplitMode(val_split_mode)
         except ValueError as error:
             raise ConfigError(
-                f"{error}. val_split_mode is one of {[m.value for m in ValSplitMode]}; "
+                f"{error}. val_split_mode is one of {[AUTO, K_FOLD, *(m.value for m in ValSplitMode)]}; "
                 f"test_split_mode one of {[m.value for m in TestSplitMode]}."
             ) from error
+        if val_folds < 2:
+            raise ConfigError(f"val_folds must be at least 2, got {val_folds}.")
         super().__init__(
             train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size,
@@ -114,6 +123,9 @@ class _FolderDataModule(AnomalibDataModule):
             test_split_ratio=test_split_ratio,
             seed=seed,
         )
+        #: ``auto`` becomes ``k_fold`` or ``from_train`` in ``setup`` (:meth:`_resolve_val_split_mode`)
+        self.val_split_mode = self.requested_val_split_mode = own_mode or val_split_mode
+        self.val_folds = val_folds
         self.root = None if root is None else Path(root).expanduser()
         self.category = category
         self.predict_path = None if predict_path is None else str(predict_path)
@@ -169,6 +181,34 @@ class _FolderDataModule(AnomalibDataModule):
         self.train_data = AnomalySampleDataset(self.read_samples("train"), self.category)
         self.test_data = AnomalySampleDataset(self.read_samples("test"), self.category)
 
+    def _resolve_val_split_mode(self) -> str | ValSplitMode:
+        """``auto``: k-fold for a model that can score its own training images without bias
+        (``k_fold_validation``, PaDiM), a held-back share otherwise (and without a Trainer)."""
+        if self.requested_val_split_mode != AUTO:
+            return self.requested_val_split_mode
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        return K_FOLD if getattr(model, "k_fold_validation", False) else ValSplitMode.FROM_TRAIN
+
+    def _create_val_split(self) -> None:
+        """anomalib's splits, and ``k_fold``: validation is every training image, in folds."""
+        self.val_split_mode = self._resolve_val_split_mode()
+        if self.val_split_mode != K_FOLD:
+            super()._create_val_split()
+            return
+        if len(self.train_data) < 3:
+            raise DatasetError(f"k-fold validation needs at least 3 images in train/good, found "
+                               f"{len(self.train_data)}. Add normal training images.")
+        seed = self.seed if self.seed is not None else torch.initial_seed()
+        self.val_data = KFoldValidationDataset(self.train_data.samples, self.category or "",
+                                               min(self.val_folds, len(self.train_data)), seed)
+
+    def val_dataloader(self) -> DataLoader:
+        """anomalib's; in ``k_fold`` mode batches that never mix folds or passes."""
+        if not isinstance(getattr(self, "val_data", None), KFoldValidationDataset):
+            return super().val_dataloader()
+        return DataLoader(self.val_data, batch_sampler=FoldBatchSampler(self.val_data, self.eval_batch_size),
+                          num_workers=self.num_workers, collate_fn=self.val_data.collate_fn)
+
     def setup(self, stage: str | None = None) -> None:
         """As anomalib's, except that ``predict`` with ``predict_path`` reads only those images."""
         if not self._predicting_new_images(stage):
@@ -215,9 +255,12 @@ class MVTecDataModule(_FolderDataModule):
     ``ground_truth/<defect>/<stem>_mask.png``. Without ``ground_truth/`` the data is
     classification-only. Images are resized to the model's ``image_size`` in the data loaders.
 
-    Validation (thresholds, normalization, early stopping) follows ``val_split_mode``. The default,
-    ``from_train``, holds back a ``val_split_ratio`` share (0.2) of ``train/good``: normal images
-    only, none of them seen in training, and no test image decides anything in ``fit``. The other
+    Validation (thresholds, normalization, early stopping) follows ``val_split_mode``; in every
+    default no test image decides anything in ``fit``. The default, ``auto``, is ``k_fold`` for
+    PaDiM: it fits on every image of ``train/good`` and scores each one with the Gaussians of the
+    other ``val_folds`` - 1 folds (:mod:`otx_anomaly.data.folds`), so every training image is both
+    fitted and a normal validation score. For STFPM, whose training cannot leave a fold out, it is
+    ``from_train``: a ``val_split_ratio`` share (0.2) of ``train/good`` is held back. The other
     modes are anomalib's: ``from_test`` (a ``val_split_ratio`` share of the test images, kept out of
     the test), ``synthetic`` (the held-back normal images with anomalib's synthetic defects) and
     ``same_as_test`` (anomalib's default; validation *is* the test set, so thresholds and early

@@ -30,7 +30,8 @@ from otx_anomaly.io.images import open_image, open_mask
 class AnomalyImageItem(ImageItem):
     """anomalib's ``ImageItem`` plus the image's ``original_size`` (height, width), for a defect
     with a mask ``gt_boxes`` (N, 4) around the mask's 8-connected components at that size, and the
-    detection head's ``pred_boxes`` and ``box_scores``."""
+    detection head's ``pred_boxes`` and ``box_scores``. In k-fold validation an item also names
+    its ``fold`` and ``fold_pass`` (:mod:`otx_anomaly.data.folds`)."""
 
     original_size: torch.Tensor | None = None
     gt_boxes: torch.Tensor | None = None
@@ -38,6 +39,8 @@ class AnomalyImageItem(ImageItem):
     box_scores: torch.Tensor | None = None
     raw_pred_score: torch.Tensor | None = None
     raw_anomaly_map: torch.Tensor | None = None
+    fold: torch.Tensor | None = None
+    fold_pass: torch.Tensor | None = None
 
 
 @dataclass
@@ -45,7 +48,7 @@ class AnomalyImageBatch(ImageBatch):
     """anomalib's ``ImageBatch`` plus ``original_size`` (B, 2), ``gt_boxes`` (one (N, 4) tensor per
     image), the boxes the detection head predicts (``pred_boxes``, ``box_scores``), and in ``test``
     the scores and maps before normalization (``raw_pred_score``, ``raw_anomaly_map``), on which the
-    ranking metrics are computed."""
+    ranking metrics are computed. In k-fold validation, ``fold`` and ``fold_pass`` (B,)."""
 
     item_class = AnomalyImageItem
     original_size: torch.Tensor | None = None
@@ -54,6 +57,8 @@ class AnomalyImageBatch(ImageBatch):
     box_scores: list[torch.Tensor] | None = None
     raw_pred_score: torch.Tensor | None = None
     raw_anomaly_map: torch.Tensor | None = None
+    fold: torch.Tensor | None = None
+    fold_pass: torch.Tensor | None = None
 
     @classmethod
     def collate(cls, items: list[AnomalyImageItem]) -> AnomalyImageBatch:

@@ -15,6 +15,7 @@ from otx_anomaly.errors import ConfigError, MetadataError
 from otx_anomaly.heads import AnomalyPrediction, TaskHead
 from otx_anomaly.io.images import load_rgb8
 from otx_anomaly.tasks import AnomalyTask
+from otx_anomaly.thresholds import ThresholdChange, normalize
 
 #: What ``predict`` takes: a file or an array (gray, RGB or RGBA).
 Image = str | Path | np.ndarray
@@ -29,10 +30,15 @@ class OpenVINOInferencer:
     float32 (``INFERENCE_PRECISION_HINT: f32``) so that results match the Lightning model; pass
     ``config={}`` to let OpenVINO choose (bf16 on CPUs that have it: faster, less exact).
 
+    ``thresholds`` moves the model's thresholds without a new fit (in raw units, or as a target
+    false-positive rate read against the normal validation scores the export carries): labels,
+    masks and boxes then follow the new thresholds, and ``threshold_change`` says what moved.
+
     Args:
         model_path: ``model.xml`` written by otx_anomaly's export or ``optimize``.
         device: the OpenVINO device.
         config: OpenVINO compile options (default: float32 on CPU, see above).
+        thresholds: new thresholds (default: the model's own).
 
     Raises:
         MetadataError: the file is missing, not an OpenVINO model, or lacks otx_anomaly's metadata
@@ -45,7 +51,8 @@ class OpenVINOInferencer:
         >>> predictions = model.predict(["a.png", "b.png", "c.png"], batch_size=8)  # doctest: +SKIP
     """
 
-    def __init__(self, model_path: str | Path, device: str = "CPU", config: dict[str, Any] | None = None) -> None:
+    def __init__(self, model_path: str | Path, device: str = "CPU", config: dict[str, Any] | None = None,
+                 thresholds: ThresholdChange | None = None) -> None:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise MetadataError(f"Model file {str(model_path)!r} does not exist. Give the model.xml written by export.")
@@ -62,6 +69,12 @@ class OpenVINOInferencer:
         self.compiled = core.compile_model(model, device, config)
         self.head = TaskHead(self.metadata["task"], self.metadata["min_box_area"])
         self.input_size = tuple(self.metadata["image_shape"])
+        #: the raw thresholds predictions use, and what moved them (empty: the model's own)
+        self.image_threshold, self.pixel_threshold = self.metadata["image_threshold"], self.metadata["pixel_threshold"]
+        self.threshold_change = ""
+        if thresholds is not None and thresholds.requested:
+            self.image_threshold, self.pixel_threshold, self.threshold_change = thresholds.apply(
+                self.image_threshold, self.pixel_threshold, self.metadata["normal_scores"])
 
     @property
     def task(self) -> AnomalyTask:
@@ -113,6 +126,10 @@ class OpenVINOInferencer:
         outputs = self.infer(np.concatenate([tensor for tensor, _ in prepared]))
         scores, maps = self._score_and_map(outputs, "pred_score", "anomaly_map", len(prepared))
         raw_scores, raw_maps = self._score_and_map(outputs, *RAW_TENSOR_NAMES.values(), len(prepared))
+        if self.threshold_change:  # the graph normalized around the model's own thresholds
+            meta = self.metadata
+            scores = normalize(raw_scores, self.image_threshold, meta["image_min"], meta["image_max"])
+            maps = normalize(raw_maps, self.pixel_threshold, meta["pixel_min"], meta["pixel_max"])
         paths = [str(item) if isinstance(item, str | Path) else None for item in images]
         return [self.head(float(scores[i]), maps[i], size, image_path=paths[i], raw_score=float(raw_scores[i]),
                           raw_anomaly_map=raw_maps[i])

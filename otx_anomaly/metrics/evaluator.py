@@ -10,6 +10,8 @@ size, never squashed into [0, 1]. Pixel metrics skip batches without masks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from anomalib.metrics import AUPRO, AUROC, AnomalibMetric, Evaluator, F1Score
 from lightning.pytorch import LightningModule, Trainer
@@ -44,7 +46,15 @@ def _has_both_classes(metric: AnomalibMetric) -> bool:
 class TaskEvaluator(Evaluator):
     """anomalib's ``Evaluator``, except that validation ranking metrics are not logged when the
     validation images hold one class only (normal-only validation, the factory case): an AUROC of
-    normal images alone would show as 0 in the log and the fit summary."""
+    normal images alone would show as 0 in the log and the fit summary; and steps that return
+    nothing update nothing."""
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        """anomalib's update, skipping steps that predict nothing (the first pass over each fold
+        in k-fold validation, :mod:`otx_anomaly.data.folds`)."""
+        if outputs is not None:
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Log the validation metrics that are defined on these images."""

@@ -15,20 +15,17 @@ rule with the best threshold reachable on the test images (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from otx_anomaly.errors import ConfigError
-
-#: the MAD of a normal distribution times this is its standard deviation
-MAD_TO_SIGMA = 1.4826
+from otx_anomaly.thresholds import check_rate, normal_tail_threshold
 
 
 class NormalTailThreshold(Metric):
     """The score above which a share ``target_false_positive_rate`` of normal images is expected.
+
+    The maths is :func:`otx_anomaly.thresholds.normal_tail_threshold`, which deployment uses too.
 
     Args:
         target_false_positive_rate: the share of normal images the threshold may flag, in (0, 0.5).
@@ -48,9 +45,7 @@ class NormalTailThreshold(Metric):
 
     def __init__(self, target_false_positive_rate: float = 0.02, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 < target_false_positive_rate < 0.5:
-            raise ConfigError(f"target_false_positive_rate must lie in (0, 0.5), got {target_false_positive_rate}.")
-        self.target_false_positive_rate = target_false_positive_rate
+        self.target_false_positive_rate = check_rate(target_false_positive_rate)
         self.add_state("scores", default=[], dist_reduce_fx="cat")
 
     def update(self, scores: torch.Tensor) -> None:
@@ -63,12 +58,5 @@ class NormalTailThreshold(Metric):
 
     def compute(self) -> torch.Tensor:
         """The threshold (the largest score when the scores do not spread: nothing to fit)."""
-        scores = dim_zero_cat(self.scores)
-        on_roots = bool((scores >= 0).all())
-        values = scores.sqrt() if on_roots else scores
-        median = values.quantile(0.5)
-        spread = MAD_TO_SIGMA * (values - median).abs().quantile(0.5)
-        if not spread > 0:
-            return scores.max()
-        threshold = median + NormalDist().inv_cdf(1.0 - self.target_false_positive_rate) * spread
-        return threshold.square() if on_roots else threshold
+        scores = dim_zero_cat(self.scores).cpu().numpy()
+        return torch.tensor(normal_tail_threshold(scores, self.target_false_positive_rate), dtype=torch.float64)

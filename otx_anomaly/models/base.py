@@ -94,6 +94,15 @@ class AnomalyTaskMixin:
     head: TaskHead
     #: the backbone has random weights (``pre_trained: false``, no file), not loaded from a checkpoint
     random_backbone: bool = False
+    #: whether the model can score each training image without bias (``val_split_mode: k_fold``)
+    k_fold_validation: bool = False
+
+    def on_validation_batch_start(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Refuse k-fold validation in a model that cannot leave a fold out of its training."""
+        if getattr(batch, "fold", None) is not None and not self.k_fold_validation:
+            raise ConfigError(f"{type(self).__name__} cannot score its own training images without bias, so "
+                              "k-fold validation does not apply to it. Set `data.val_split_mode: from_train` "
+                              "(or `auto`, which chooses it).")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model; metric states come from this model (see

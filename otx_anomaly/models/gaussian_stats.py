@@ -22,6 +22,36 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def _covariances(outer: torch.Tensor, mean: torch.Tensor, count: torch.Tensor,
+                 subtract: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Covariance (float32, without the ridge) and its regularized inverse at each position.
+
+    Args:
+        outer: (P, C, C) float64 sums of outer products of the images.
+        mean: (C, P) float64 mean of the images.
+        count: the number of images.
+        subtract: ``(n, mean, covariance)`` of a fitted set that includes the images of ``outer``:
+            the result is then for that set without them.
+    """
+    # Position by position in chunks, so that no second (P, C, C) float64 array is ever allocated.
+    positions, channels = outer.shape[:2]
+    identity = torch.eye(channels, dtype=torch.float64, device=outer.device)
+    covariance = torch.empty(positions, channels, channels, device=outer.device)
+    inverse = torch.empty_like(covariance)
+    for start in range(0, positions, 256):
+        chunk = slice(start, start + 256)
+        sums = outer[chunk]
+        if subtract is not None:
+            n, full_mean, full_covariance = subtract
+            sums = (full_covariance[chunk].to(outer) * (n - 1)
+                    + n * torch.einsum("cp,dp->pcd", full_mean[:, chunk], full_mean[:, chunk]) - sums)
+        centered = sums - count * torch.einsum("cp,dp->pcd", mean[:, chunk], mean[:, chunk])
+        centered /= count - 1
+        covariance[chunk] = centered.float()
+        inverse[chunk] = torch.linalg.inv(centered + RIDGE * identity).float()
+    return covariance, inverse
+
+
 class StreamingGaussian(nn.Module):
     """Per patch position: count, mean and covariance of embeddings seen so far.
 
@@ -82,21 +112,35 @@ class StreamingGaussian(nn.Module):
             raise DatasetError(f"PaDiM needs at least two training images to estimate a covariance; got {int(count)}. "
                                "Add normal images to train/good.")
         mean = self._sum / count
-        # Position by position in chunks, so that no second (P, C, C) float64 array is ever allocated.
-        positions, channels = self._outer.shape[:2]
-        identity = torch.eye(channels, dtype=torch.float64, device=self._outer.device)
-        covariance = torch.empty(positions, channels, channels, device=self._outer.device)
-        inverse = torch.empty_like(covariance)
-        for start in range(0, positions, 256):
-            chunk = slice(start, start + 256)
-            centered = self._outer[chunk] - count * torch.einsum("cp,dp->pcd", mean[:, chunk], mean[:, chunk])
-            centered /= count - 1
-            covariance[chunk] = centered.float()
-            inverse[chunk] = torch.linalg.inv(centered + RIDGE * identity).float()
+        covariance, inverse = _covariances(self._outer, mean, count, subtract=None)
         self.count, self.mean, self.covariance = count.detach(), mean, covariance
         self._sum = self._outer = None
         self._new = 0
         return mean.float(), inverse
+
+    def leave_out(self, fold: StreamingGaussian) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and inverse covariance of the fitted images without those added to ``fold``.
+
+        The fitted statistics are not changed: this is how each fold of k-fold validation is
+        scored by Gaussians that never saw it, at the cost of one more inversion.
+
+        Args:
+            fold: statistics of some of the fitted images, accumulated and not computed.
+
+        Raises:
+            DatasetError: fewer than two images would remain.
+        """
+        if fold._sum is None or not self.count > 0:
+            raise DatasetError("Leaving a fold out needs fitted statistics and a fold with images.")
+        count = self.count.to(fold._sum.device) - fold.pending
+        if count < 2:
+            raise DatasetError(f"Leaving {fold.pending} images out leaves {int(count)}; PaDiM needs two. "
+                               "Add normal images to train/good or use more folds.")
+        mean64 = self.mean.to(fold._sum.device)
+        mean = (self.count * mean64 - fold._sum) / count
+        # the fitted images' sums of outer products, less the fold's, position chunk by position chunk
+        total = (self.count, mean64, self.covariance)
+        return mean.float(), _covariances(fold._outer, mean, count, subtract=total)[1]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
         for name in ("mean", "covariance"):  # sized by the data: take the stored shape

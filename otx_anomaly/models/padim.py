@@ -29,7 +29,10 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
     """PaDiM: a Gaussian per patch position over pretrained CNN features; one epoch, no optimizer.
 
     The Gaussians are fitted from running sums (memory independent of the number of images, exact
-    under DDP) and the sums are kept: ``fit`` on a fitted model adds the new images to them.
+    under DDP) and the sums are kept: ``fit`` on a fitted model adds the new images to them. The
+    sums also make k-fold validation exact and cheap (the datamodules' default for PaDiM): each
+    fold of the training images is scored by the Gaussians of all the others, so the model fits
+    every image and still has a normal validation score for each.
 
     Args:
         task: what predictions carry (classification, detection or segmentation).
@@ -81,12 +84,16 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         generator = self.model.anomaly_map_generator
         generator.blur = SeparableGaussianBlur.like(generator.blur)  # same map, 1/16 of the work (blur.py)
         self.statistics = StreamingGaussian()
+        self._fold: tuple[int, StreamingGaussian, tuple[torch.Tensor, torch.Tensor] | None] | None = None
         # PaDiM has no loss. Lightning counts steps (which checkpointing needs) and DDP synchronizes
         # through a backward pass, so training steps return zero through this one frozen-in-place
         # scalar (there is no optimizer); the backbone itself takes no gradients.
         self.model.feature_extractor.requires_grad_(False)
         self.zero_loss_anchor = nn.Parameter(torch.zeros(()))
         self.random_backbone = init_backbone(self.model.feature_extractor, pre_trained, backbone_weights)
+
+    #: each training image can be scored by Gaussians fitted without it (``val_split_mode: k_fold``)
+    k_fold_validation = True
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
@@ -110,6 +117,35 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
                 features = self.model.feature_extractor(images)
                 self.statistics.update(self.model.generate_embedding(features))
         return self.zero_loss_anchor * 0.0
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> Batch | None:
+        """anomalib's step; in k-fold validation (:mod:`otx_anomaly.data.folds`) a fold's first pass
+        adds its embeddings to the fold's statistics (nothing is returned), and its second pass
+        scores it with the Gaussians of every other training image."""
+        fold = getattr(batch, "fold", None)
+        if fold is None:
+            return super().validation_step(batch, *args, **kwargs)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError("k-fold validation runs on one device; under DDP use `data.val_split_mode: from_train`.")
+        fold_index, scoring = int(fold[0]), bool(batch.fold_pass[0])
+        if self._fold is None or self._fold[0] != fold_index:
+            self._fold = (fold_index, StreamingGaussian(), None)
+        with torch.no_grad():
+            embedding = self.model.generate_embedding(self.model.feature_extractor(batch.image))
+            if not scoring:
+                self._fold[1].update(embedding)
+                return None
+            if self._fold[2] is None:
+                self._fold = (fold_index, self._fold[1], self.statistics.leave_out(self._fold[1]))
+            mean, inverse = self._fold[2]
+            anomaly_map = self.model.anomaly_map_generator(embedding=embedding, mean=mean, inv_covariance=inverse,
+                                                           image_size=batch.image.shape[-2:])
+        return batch.update(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
+
+    def on_validation_epoch_end(self) -> None:
+        """Free the last fold's statistics."""
+        super().on_validation_epoch_end()
+        self._fold = None
 
     def fit(self) -> None:
         """Form the Gaussians from the running statistics (summed over processes under DDP)."""

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import LightningModule, Trainer
 
 from otx_anomaly.heads import NORMALIZED_THRESHOLD
+from otx_anomaly.thresholds import ThresholdChange
 
 
 class AnomalyPostProcessor(PostProcessor):
@@ -41,6 +43,32 @@ class AnomalyPostProcessor(PostProcessor):
         super().__init__(image_sensitivity=NORMALIZED_THRESHOLD, pixel_sensitivity=NORMALIZED_THRESHOLD)
         #: how each threshold was chosen ("image", "pixel"), in words
         self.rules: dict[str, str] = {}
+        #: raw image scores of the normal validation images, to move the threshold to another rate later
+        self.register_buffer("normal_scores", torch.empty(0))
+        #: what :meth:`change_thresholds` moved, in words (empty: the thresholds of the fit)
+        self.threshold_change = ""
+
+    def set_normal_scores(self, scores: torch.Tensor) -> None:
+        """Keep the raw scores of the normal validation images (:class:`~otx_anomaly.thresholds.ThresholdChange`
+        reads a target false-positive rate against them after training).
+
+        Args:
+            scores: raw image scores, any shape.
+        """
+        self.normal_scores = scores.detach().float().reshape(-1).to(self.normal_scores.device)
+
+    def change_thresholds(self, change: ThresholdChange) -> str:
+        """Move the thresholds of a fitted model (see :class:`~otx_anomaly.thresholds.ThresholdChange`);
+        the normalization range stays, so 0.5 is the new threshold. Returns the change in words.
+
+        Args:
+            change: the new thresholds.
+        """
+        image, pixel, words = change.apply(float(self.image_threshold), float(self.pixel_threshold),
+                                           self.normal_scores.cpu().numpy())
+        self.set_thresholds(image, pixel)
+        self.threshold_change = words
+        return words
 
     def set_thresholds(self, image: float | None = None, pixel: float | None = None,
                        rules: dict[str, str] | None = None) -> None:
@@ -94,6 +122,14 @@ class AnomalyPostProcessor(PostProcessor):
     def set_extra_state(self, state: Any) -> None:
         """Restore the threshold rules of a checkpoint (anomalib's have none)."""
         self.rules = dict(state.get("rules", {})) if isinstance(state, dict) else {}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        key = prefix + "normal_scores"
+        if key in state_dict:  # sized by the data: take the stored shape
+            self.normal_scores = torch.empty_like(state_dict[key])
+        else:  # anomalib's checkpoints: no normal scores
+            state_dict[key] = torch.empty(0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # The hooks below are anomalib's way of choosing and applying; see the module docstring.
     def on_validation_batch_end(

@@ -66,12 +66,14 @@ class RunInfo:
         model: the checkpoint or model file, or a description.
         raw_image_threshold: the image threshold in the model's own units; ``None`` when unknown.
         raw_pixel_threshold: the pixel threshold likewise.
+        threshold_change: how the thresholds were moved from the model's own, in words (empty: not moved).
     """
 
     task: AnomalyTask
     model: str  # checkpoint or model file, or a description
     raw_image_threshold: float | None = None  # the model's own units; None when unknown
     raw_pixel_threshold: float | None = None
+    threshold_change: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", AnomalyTask.parse(self.task))
@@ -184,6 +186,7 @@ def summary(run: PredictionRun, info: RunInfo, created: str) -> dict[str, Any]:
         "threshold": NORMALIZED_THRESHOLD,
         "raw_image_threshold": _json_number(info.raw_image_threshold),
         "raw_pixel_threshold": _json_number(info.raw_pixel_threshold),
+        "threshold_change": info.threshold_change,
         "images": len(run.results),
         "anomalous": run.anomalous,
         "normal": len(run.results) - run.anomalous,

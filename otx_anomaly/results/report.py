@@ -144,6 +144,8 @@ def render_report(info: RunInfo, run: PredictionRun, shown: Sequence[ImageResult
     threshold = f"score &gt; {NORMALIZED_THRESHOLD:g} is anomalous (normalized scale)"
     if info.raw_image_threshold is not None:
         threshold += f"; raw image threshold {info.raw_image_threshold:.6g}"
+    if info.threshold_change:
+        threshold += f" (thresholds changed after training: {info.threshold_change})"
     scores = [r.prediction.pred_score for r in run.results]
     truth = [None if r.truth is None else r.truth.anomalous for r in run.results]
     histogram = histogram_svg(scores, truth) if total else '<p class="muted">No image was predicted.</p>'

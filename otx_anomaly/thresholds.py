@@ -20,6 +20,8 @@ from otx_anomaly.errors import ConfigError
 
 #: the MAD of a normal distribution times this is its standard deviation
 MAD_TO_SIGMA = 1.4826
+#: the scales a normal fit of scores is made on, in words
+FIT_SCALES = {"roots": "the square roots of", "raw": ""}
 
 
 def check_rate(target_false_positive_rate: float) -> float:
@@ -36,14 +38,17 @@ def check_rate(target_false_positive_rate: float) -> float:
     return target_false_positive_rate
 
 
-def normal_tail_threshold(scores: Sequence[float] | np.ndarray, target_false_positive_rate: float) -> float:
+def normal_tail_threshold(scores: Sequence[float] | np.ndarray, target_false_positive_rate: float,
+                          scale: str = "roots") -> float:
     """The score above which a share ``target_false_positive_rate`` of normal images is expected:
-    ``median + z(1 - rate) * 1.4826 * MAD`` of the square roots of the scores, squared (the scores
-    as they are when some are negative); the largest score when they do not spread.
+    ``median + z(1 - rate) * 1.4826 * MAD`` of the scores on ``scale``, back in raw units; the
+    largest score when they do not spread.
 
     Args:
         scores: raw scores of normal images the model was not fitted on.
         target_false_positive_rate: in (0, 0.5).
+        scale: one of :data:`FIT_SCALES`: ``roots`` for squared distances (STFPM's errors), ``raw``
+            for distances (PaDiM's); scores below zero are always fitted as they are.
 
     Example:
         >>> round(normal_tail_threshold([1.0, 1.2, 0.9, 1.1, 1.0, 5.0], 0.02), 3)
@@ -54,7 +59,9 @@ def normal_tail_threshold(scores: Sequence[float] | np.ndarray, target_false_pos
     if scores.size == 0:
         raise ConfigError("No normal validation scores to read a false-positive rate against: the model was "
                           "fitted without normal validation images. Give a threshold in raw units instead.")
-    on_roots = bool((scores >= 0).all())
+    if scale not in FIT_SCALES:
+        raise ConfigError(f"The normal fit's scale is one of {list(FIT_SCALES)}, got {scale!r}.")
+    on_roots = scale == "roots" and bool((scores >= 0).all())
     values = np.sqrt(scores) if on_roots else scores
     median = float(np.quantile(values, 0.5))
     spread = MAD_TO_SIGMA * float(np.quantile(np.abs(values - median), 0.5))
@@ -95,7 +102,7 @@ class ThresholdChange:
 
     Example:
         >>> change = ThresholdChange(target_false_positive_rate=0.01)
-        >>> image, pixel, rule = change.apply(image=4.0, pixel=4.0, normal_scores=[1.0, 1.2, 0.9, 1.1, 1.3])
+        >>> image, pixel, rule = change.apply(4.0, 4.0, normal_scores=[1.0, 1.2, 0.9, 1.1, 1.3], scale="raw")
         >>> round(image, 3) == round(pixel, 3), rule.startswith("image: moved to")
         (True, True)
     """
@@ -121,8 +128,8 @@ class ThresholdChange:
         return any(v is not None for v in (self.image_threshold, self.pixel_threshold,
                                            self.target_false_positive_rate))
 
-    def apply(self, image: float, pixel: float,
-              normal_scores: Sequence[float] | np.ndarray) -> tuple[float, float, str]:
+    def apply(self, image: float, pixel: float, normal_scores: Sequence[float] | np.ndarray,
+              scale: str = "roots") -> tuple[float, float, str]:
         """The new (image, pixel) thresholds in raw units and the change in words.
 
         A pixel threshold that equalled the image threshold (validation without defect masks)
@@ -132,10 +139,11 @@ class ThresholdChange:
             image: the model's image threshold.
             pixel: the model's pixel threshold.
             normal_scores: the model's normal validation scores (raw).
+            scale: the model's scale of the normal fit (:func:`normal_tail_threshold`).
         """
         new_image, words = image, []
         if self.target_false_positive_rate is not None:
-            new_image = normal_tail_threshold(normal_scores, self.target_false_positive_rate)
+            new_image = normal_tail_threshold(normal_scores, self.target_false_positive_rate, scale)
             words.append(f"image: moved to {new_image:.6g} for an expected false-positive rate of "
                          f"{self.target_false_positive_rate:g} on {len(normal_scores)} normal validation scores "
                          f"(was {image:.6g})")

@@ -74,7 +74,8 @@ def test_thresholds_written_again_replace_their_section_and_keep_the_others(demo
     output.write_text("# Benchmarks\n\nProse.\n\n<!-- BEGIN thresholds -->\nRun it.\n<!-- END thresholds -->\n\n"
                       "<!-- BEGIN memory -->\nkept\n<!-- END memory -->\n")
     first, _ = _quick("thresholds", demo_root, tmp_path)
-    assert "library F1 / FPR" in first and "pixel-F1-best threshold" in first and "Run it." not in first
+    assert "rule chosen on the others" in first and "mask-chosen pixel threshold" in first and "Run it." not in first
+    assert "| raw, 20 folds |" in first or "raw, 20 folds" in first, "PaDiM's candidates include the library's"
     second, _ = _quick("thresholds", demo_root, tmp_path, "--seed", "1")
     assert "--seed 1" in second and "--seed 1" not in first
     text = output.read_text()

@@ -89,3 +89,16 @@ def test_auto_validation_holds_back_a_share_for_stfpm(demo_root):
                enable_checkpointing=False, enable_model_summary=False).fit(model, datamodule=data)
     assert data.val_split_mode == "from_train"
     assert len(data.val_data) + len(data.train_data) == 16
+
+
+def test_test_metrics_equal_those_of_a_fit_on_every_image_validated_on_the_test_set(k_fold_fit, demo_root):
+    """k-fold costs no training image: AUROC and AUPRO equal a fit that validates on the test set."""
+    model, data, trainer, _ = k_fold_fit
+    ours = trainer.test(model, datamodule=data, verbose=False)[0]
+    reference = _padim()
+    same_as_test = MVTecDataModule(root=demo_root, category="demo", num_workers=0, val_split_mode="same_as_test")
+    run = _trainer()
+    run.fit(reference, datamodule=same_as_test)
+    theirs = run.test(reference, datamodule=same_as_test, verbose=False)[0]
+    for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key

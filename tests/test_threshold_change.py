@@ -48,14 +48,15 @@ def test_the_model_and_its_export_keep_every_normal_validation_score(normal_only
     assert len(scores) == 16, "k-fold validation scores every training image"
     inferencer = OpenVINOInferencer(normal_only_fit.model_xml)
     np.testing.assert_allclose(inferencer.metadata["normal_scores"], scores.numpy(), rtol=1e-6)
-    assert float(model.post_processor.image_threshold) == pytest.approx(normal_tail_threshold(scores.numpy(), 0.02))
+    expected = normal_tail_threshold(scores.numpy(), 0.02, model.normal_fit_scale)
+    assert float(model.post_processor.image_threshold) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("rate", [0.3, 0.05])
 def test_a_new_rate_moves_predict_and_the_inferencer_alike(normal_only_fit, rate):
     change = ThresholdChange(target_false_positive_rate=rate)
     model, predictions = _predict(normal_only_fit.checkpoint, normal_only_fit.data, ChangeThresholds(**vars(change)))
-    expected = normal_tail_threshold(model.post_processor.normal_scores.numpy(), rate)
+    expected = normal_tail_threshold(model.post_processor.normal_scores.numpy(), rate, model.normal_fit_scale)
     assert float(model.post_processor.image_threshold) == pytest.approx(expected)
     assert float(model.post_processor.pixel_threshold) == pytest.approx(expected), "no masks: it moves along"
     inferencer = OpenVINOInferencer(normal_only_fit.model_xml, thresholds=change)

@@ -53,7 +53,7 @@ def test_normal_only_validation_fits_the_normal_scores_and_says_so(demo_root, tm
                                           seed=1)
     assert (datamodule.val_data.samples.label_index == 0).all()
     rule = _rules(trainer)["image"]
-    assert rule.startswith("robust fit (median and MAD of the square roots) of 4 normal validation scores for "
+    assert rule.startswith("robust fit (median and MAD) of 4 normal validation scores for "
                            "an expected false-positive rate of 0.02") and "no anomalous images" in rule
     assert "no anomalous images" in caplog.text
     assert model.post_processor.rules["image"] == rule, "the model carries the rule (summary, export metadata)"
@@ -194,17 +194,18 @@ def test_normal_only_validation_is_not_degenerate_on_magnetic_tiles(magnetic_til
 @pytest.mark.slow
 def test_normal_only_threshold_is_near_the_best_reachable_on_unseen_normal_images(ball_screw_root, weights_path,
                                                                                    tmp_path):
-    """The factory case, by ``python -m benchmarks thresholds``'s own protocol: PaDiM validated on half
-    of BSData's test/good only; on the other half and every defect, the chosen threshold's image F1 is
-    at least 0.9 of the best F1 any threshold reaches at FPR <= 0.1, with FPR <= 0.15."""
+    """The factory case, by ``python -m benchmarks thresholds``'s own protocol: PaDiM with its default
+    validation (k-fold over train/good, no test image); on every test image, the fit's threshold at the
+    default target of 0.02 flags at most 10% of the unseen normal images, with an image F1 at least 0.9
+    of the best F1 any threshold reaches at FPR <= 0.1."""
     import argparse
 
-    from benchmarks.thresholds import fit_and_score, judge
+    from benchmarks.thresholds import best_f1_at_fpr, collect, f1_and_fpr
 
     args = argparse.Namespace(seed=0, weights=weights_path, image_size=256, stfpm_max_epochs=1)
-    fit = fit_and_score(ball_screw_root, "ball_screw_drive", "Padim", args, tmp_path)
-    assert len(fit["val"]) == 20 and "robust fit" in fit["rule"]
-    judged = judge(fit)
-    (f1, fpr), (best, _) = judged["library"], judged["best"]
+    fit = collect(ball_screw_root, "ball_screw_drive", "Padim", None, args, tmp_path, maps=False)
+    assert len(fit["normal"]) == 150, "every training image has a normal validation score"
+    f1, fpr = f1_and_fpr(fit["test"], fit["labels"], fit["threshold"])
+    best = best_f1_at_fpr(fit["test"], fit["labels"])
     print(f"library rule: F1 {f1:.3f}, FPR {fpr:.3f}; best F1 at FPR<=0.1 {best:.3f}")
-    assert f1 >= 0.9 * best and fpr <= 0.15
+    assert f1 >= 0.9 * best and fpr <= 0.10

@@ -13,6 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from otx_anomaly.errors import ConfigError
 from otx_anomaly.metrics.normal_threshold import NormalTailThreshold
+from otx_anomaly.thresholds import FIT_SCALES
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class AdaptiveThreshold(Callback):
         post.set_normalization(float(scores.min()), float(scores.max()), float(pixel_min), float(pixel_max))
         post.set_normal_scores(scores[labels == 0])
 
+        self._normal_tail.scale = getattr(pl_module, "normal_fit_scale", "roots")
         image_threshold, self.rules["image"], image_level = self._adaptive_image_threshold(scores, labels)
         if self._anomalous_pixels > 0:
             pixel_threshold = float(self._pixel_f1.compute())
@@ -158,7 +160,8 @@ class AdaptiveThreshold(Callback):
             self._normal_tail.update(scores)
             value = float(self._normal_tail.compute())
             flagged = int((scores > value).sum())
-            rule = (f"robust fit (median and MAD of the square roots) of {n_normal} normal validation scores "
+            of = FIT_SCALES[self._normal_tail.scale]
+            rule = (f"robust fit (median and MAD) of {of + ' ' if of else ''}{n_normal} normal validation scores "
                     f"for an expected false-positive rate of {self.target_false_positive_rate:g} ({flagged} of "
                     f"the {n_normal} above it), because the validation set has no anomalous images")
             return value, rule, logging.INFO

@@ -46,7 +46,8 @@ class ChangeThresholds(Callback):
         post = getattr(pl_module, "post_processor", None)
         if post is None or not getattr(post, "is_fitted", False):
             raise ConfigError("Thresholds can only be changed on a fitted otx_anomaly model (a checkpoint of a fit).")
-        logger.info("Thresholds changed: %s", post.change_thresholds(self.change))
+        scale = getattr(pl_module, "normal_fit_scale", "roots")
+        logger.info("Thresholds changed: %s", post.change_thresholds(self.change, scale))
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._apply(pl_module)

@@ -80,7 +80,7 @@ class _FolderDataModule(AnomalibDataModule):
         num_workers: int = 4,
         val_split_mode: ValSplitMode | str = AUTO,
         val_split_ratio: float = 0.2,
-        val_folds: int = 5,
+        val_folds: int = 20,
         test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
         test_split_ratio: float = 0.2,
         train_augmentations: Transform | None = None,
@@ -258,10 +258,11 @@ class MVTecDataModule(_FolderDataModule):
     Validation (thresholds, normalization, early stopping) follows ``val_split_mode``; in every
     default no test image decides anything in ``fit``. The default, ``auto``, is ``k_fold`` for
     PaDiM: it fits on every image of ``train/good`` and scores each one with the Gaussians of the
-    other ``val_folds`` - 1 folds (:mod:`otx_anomaly.data.folds`), so every training image is both
-    fitted and a normal validation score. For STFPM, whose training cannot leave a fold out, it is
-    ``from_train``: a ``val_split_ratio`` share (0.2) of ``train/good`` is held back. The other
-    modes are anomalib's: ``from_test`` (a ``val_split_ratio`` share of the test images, kept out of
+    other ``val_folds`` - 1 folds (:mod:`otx_anomaly.data.folds`), so every training image is
+    both fitted and a normal validation score; with 20 folds each fit without a fold has 95% of the
+    images, so its scores are close to those the final fit gives new images. For STFPM, whose
+    training cannot leave a fold out, it is ``from_train``: a ``val_split_ratio`` share (0.2) of
+    ``train/good`` is held back. The other modes are anomalib's: ``from_test`` (a ``val_split_ratio`` share of the test images, kept out of
     the test), ``synthetic`` (the held-back normal images with anomalib's synthetic defects) and
     ``same_as_test`` (anomalib's default; validation *is* the test set, so thresholds and early
     stopping are tuned on it and test metrics are optimistic: use it only to compare with anomalib).

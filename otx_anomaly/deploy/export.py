@@ -136,6 +136,7 @@ def export_metadata(model: Any) -> dict[str, Any]:
         "otx_anomaly_version": __version__,
         "threshold_rules": "; ".join(f"{kind}: {rule}" for kind, rule in sorted(post.rules.items())),
         "normal_scores": [float(v) for v in post.normal_scores.tolist()],
+        "normal_fit_scale": str(model.normal_fit_scale),
     }
 
 

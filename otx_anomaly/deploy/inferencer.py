@@ -74,7 +74,8 @@ class OpenVINOInferencer:
         self.threshold_change = ""
         if thresholds is not None and thresholds.requested:
             self.image_threshold, self.pixel_threshold, self.threshold_change = thresholds.apply(
-                self.image_threshold, self.pixel_threshold, self.metadata["normal_scores"])
+                self.image_threshold, self.pixel_threshold, self.metadata["normal_scores"],
+                self.metadata["normal_fit_scale"])
 
     @property
     def task(self) -> AnomalyTask:

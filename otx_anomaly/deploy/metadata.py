@@ -48,6 +48,7 @@ FIELDS: dict[str, type] = {
     "min_box_area": int,
     "threshold_rules": str,  # how each threshold was chosen
     "normal_scores": list,  # raw scores of the normal validation images (to move the threshold to another rate)
+    "normal_fit_scale": str,  # roots | raw: the scale those scores are fitted on
     "input_range": str,  # what the graph takes: "0-255 bgr nhwc u8" (embedded pre-processing) or "0-1" (RGB NCHW)
     "outputs": str,  # names of the graph outputs, normalized: "pred_score pred_label anomaly_map pred_mask"
     "otx_anomaly_version": str,

@@ -1,16 +1,15 @@
 """The image threshold from normal scores alone, at a target false-positive rate.
 
-With 10 to 50 normal validation images an empirical high quantile is their maximum, so one
-unusual normal image decides the threshold (and anomalib's rule, the maximum, is that by
-definition). A robust fit of the normal scores uses all of them: on the square roots of the scores,
-the threshold is ``median + z(1 - rate) * 1.4826 * MAD``, the ``1 - rate`` quantile of a normal
-distribution whose centre and spread are the median and the scaled median absolute deviation, so
-a few outlying normal images barely move it. The square root because anomaly scores are
-non-negative and skewed to the right (distances, and squared errors such as STFPM's): on their
-roots the normal images' scores are close to symmetric, and a normal fit of raw squared errors
-puts the threshold too low, flagging more normal images than the target rate. Negative scores (no
-model here gives them) are fitted as they are. ``python -m benchmarks thresholds`` compares the
-rule with the best threshold reachable on the test images (docs/benchmarks.md).
+With few normal validation images an empirical high quantile is their maximum, so one unusual
+normal image decides the threshold (and anomalib's rule, the maximum, is that by definition). A
+robust fit of the normal scores uses all of them: the threshold is ``median + z(1 - rate) * 1.4826
+* MAD``, the ``1 - rate`` quantile of a normal distribution whose centre and spread are the median
+and the scaled median absolute deviation, so a few outlying normal images barely move it. The fit
+is made on distances: PaDiM's scores as they are, the square roots of STFPM's squared errors (a
+normal fit of raw squared errors puts the threshold too low, flagging more normal images than the
+target rate); the model's ``normal_fit_scale`` says which. ``python -m benchmarks thresholds``
+chooses between scales leave one dataset out and compares the rule with the best threshold
+reachable on the test images (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ class NormalTailThreshold(Metric):
 
     Args:
         target_false_positive_rate: the share of normal images the threshold may flag, in (0, 0.5).
+        scale: the scale of the fit, ``roots`` (squared distances) or ``raw`` (distances).
 
     Raises:
         ConfigError: the rate is out of range.
@@ -43,9 +43,10 @@ class NormalTailThreshold(Metric):
 
     full_state_update = False
 
-    def __init__(self, target_false_positive_rate: float = 0.02, **kwargs) -> None:
+    def __init__(self, target_false_positive_rate: float = 0.02, scale: str = "roots", **kwargs) -> None:
         super().__init__(**kwargs)
         self.target_false_positive_rate = check_rate(target_false_positive_rate)
+        self.scale = scale
         self.add_state("scores", default=[], dist_reduce_fx="cat")
 
     def update(self, scores: torch.Tensor) -> None:
@@ -59,4 +60,5 @@ class NormalTailThreshold(Metric):
     def compute(self) -> torch.Tensor:
         """The threshold (the largest score when the scores do not spread: nothing to fit)."""
         scores = dim_zero_cat(self.scores).cpu().numpy()
-        return torch.tensor(normal_tail_threshold(scores, self.target_false_positive_rate), dtype=torch.float64)
+        return torch.tensor(normal_tail_threshold(scores, self.target_false_positive_rate, self.scale),
+                            dtype=torch.float64)

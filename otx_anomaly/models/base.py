@@ -96,6 +96,9 @@ class AnomalyTaskMixin:
     random_backbone: bool = False
     #: whether the model can score each training image without bias (``val_split_mode: k_fold``)
     k_fold_validation: bool = False
+    #: the scale normal scores are fitted on for a target false-positive rate
+    #: (:func:`~otx_anomaly.thresholds.normal_tail_threshold`): ``roots`` of squared errors (STFPM's)
+    normal_fit_scale: str = "roots"
 
     def on_validation_batch_start(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Refuse k-fold validation in a model that cannot leave a fold out of its training."""

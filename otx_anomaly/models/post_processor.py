@@ -57,15 +57,16 @@ class AnomalyPostProcessor(PostProcessor):
         """
         self.normal_scores = scores.detach().float().reshape(-1).to(self.normal_scores.device)
 
-    def change_thresholds(self, change: ThresholdChange) -> str:
+    def change_thresholds(self, change: ThresholdChange, scale: str = "roots") -> str:
         """Move the thresholds of a fitted model (see :class:`~otx_anomaly.thresholds.ThresholdChange`);
         the normalization range stays, so 0.5 is the new threshold. Returns the change in words.
 
         Args:
             change: the new thresholds.
+            scale: the model's scale of the normal fit (``normal_fit_scale``).
         """
         image, pixel, words = change.apply(float(self.image_threshold), float(self.pixel_threshold),
-                                           self.normal_scores.cpu().numpy())
+                                           self.normal_scores.cpu().numpy(), scale)
         self.set_thresholds(image, pixel)
         self.threshold_change = words
         return words

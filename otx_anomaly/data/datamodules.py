@@ -259,13 +259,14 @@ class MVTecDataModule(_FolderDataModule):
     default no test image decides anything in ``fit``. The default, ``auto``, is ``k_fold`` for
     PaDiM: it fits on every image of ``train/good`` and scores each one with the Gaussians of the
     other ``val_folds`` - 1 folds (:mod:`otx_anomaly.data.folds`), so every training image is
-    both fitted and a normal validation score; with 20 folds each fit without a fold has 95% of the
-    images, so its scores are close to those the final fit gives new images. For STFPM, whose
+    both fitted and a normal validation score; with 20 folds each fit without a fold has 95% of
+    the images, so its scores are close to those the final fit gives new images. For STFPM, whose
     training cannot leave a fold out, it is ``from_train``: a ``val_split_ratio`` share (0.2) of
-    ``train/good`` is held back. The other modes are anomalib's: ``from_test`` (a ``val_split_ratio`` share of the test images, kept out of
-    the test), ``synthetic`` (the held-back normal images with anomalib's synthetic defects) and
-    ``same_as_test`` (anomalib's default; validation *is* the test set, so thresholds and early
-    stopping are tuned on it and test metrics are optimistic: use it only to compare with anomalib).
+    ``train/good`` is held back. The other modes are anomalib's: ``from_test`` (a
+    ``val_split_ratio`` share of the test images, kept out of the test), ``synthetic`` (the
+    held-back normal images with anomalib's synthetic defects) and ``same_as_test`` (anomalib's
+    default; validation *is* the test set, so thresholds and early stopping are tuned on it and
+    test metrics are optimistic: use it only to compare with anomalib).
     ``seed`` fixes the split (``None``: the seed of ``seed_everything``).
     """
 

@@ -109,3 +109,18 @@ def test_contradictory_or_empty_changes_are_refused():
         ThresholdChange(target_false_positive_rate=0.7)
     with pytest.raises(ConfigError, match="needs image_threshold"):
         ChangeThresholds()
+
+
+def test_infer_at_a_new_rate_flags_what_a_fit_at_that_rate_flags(normal_only_fit, demo_root, tmp_path):
+    """No refit: the export of a 0.02 fit, moved to 0.05, decides as a model fitted at 0.05."""
+    from otx_anomaly.callbacks import AdaptiveThreshold
+
+    pl.seed_everything(0)
+    model = Padim(task="segmentation", **SMALL)
+    run = trainer(tmp_path, **model.trainer_arguments, callbacks=[AdaptiveThreshold(target_false_positive_rate=0.05)])
+    data = MVTecDataModule(root=demo_root, category="demo", num_workers=0, eval_batch_size=8, seed=0)
+    run.fit(model, datamodule=data)
+    fitted = [p for batch in run.predict(model, datamodule=data) for p in batch]
+    moved = OpenVINOInferencer(normal_only_fit.model_xml, thresholds=ThresholdChange(target_false_positive_rate=0.05))
+    assert moved.image_threshold == pytest.approx(float(model.post_processor.image_threshold), rel=1e-5)
+    assert [moved.predict(p.image_path).pred_label for p in fitted] == [p.pred_label for p in fitted]

@@ -94,7 +94,7 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
 
     #: each training image can be scored by Gaussians fitted without it (``val_split_mode: k_fold``)
     k_fold_validation = True
-    #: scores are distances (square roots of Mahalanobis distances): the normal fit takes them as they are
+    #: scores are Mahalanobis distances (not squared): the normal fit takes them as they are
     normal_fit_scale = "raw"
 
     @property

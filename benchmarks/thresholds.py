@@ -69,7 +69,12 @@ def best_f1_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float = YARD
 
 
 def normal_fit_threshold(normal: np.ndarray, scale: str, rate: float = TARGET) -> float:
-    """``median + z(1 - rate) * 1.4826 * MAD`` of the normal scores on ``scale``, back in raw units."""
+    """``median + z(1 - rate) * 1.4826 * MAD`` of the normal scores on ``scale``, back in raw units: the
+    library's rule (:func:`otx_anomaly.thresholds.normal_tail_threshold`) on its scales, and on logs."""
+    from otx_anomaly.thresholds import FIT_SCALES, normal_tail_threshold
+
+    if scale in FIT_SCALES:
+        return normal_tail_threshold(normal, rate, scale)
     forward, back = SCALES[scale]
     values = forward(np.asarray(normal, dtype=np.float64))
     median = float(np.median(values))

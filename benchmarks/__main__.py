@@ -1,4 +1,4 @@
-"""The benchmark tool: ``python -m benchmarks quality | speed | thresholds | memory``, from the repository root.
+"""The benchmark tool: ``python -m benchmarks quality | speed | thresholds | tiling | memory``, from the repository root.
 
 Each subcommand prints its tables and writes them into its own section of ``docs/benchmarks.md``
 (``--output``), with the command, the date, the CPU and the library versions; running it again
@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from benchmarks import quality, speed, thresholds
+from benchmarks import quality, speed, thresholds, tiling
 from benchmarks.fits import MODELS
 from benchmarks.report import DOCS, README, ROOT, Machine, command_line, header, write
 
@@ -29,6 +29,8 @@ SUBCOMMANDS = {
     "quality": ("accuracy, fit time and peak memory, ours beside anomalib's", quality, quality.add_arguments),
     "speed": ("eager PyTorch and OpenVINO FP32/FP16/INT8 on this CPU", speed, speed.add_arguments),
     "thresholds": ("image and box thresholds chosen from normal images only", thresholds, thresholds.add_arguments),
+    "tiling": ("tiled against resized at the datasets' own resolution, beside anomalib's tiling", tiling,
+               tiling.add_arguments),
     "memory": ("PaDiM's fit memory against the number of training images", quality, quality.add_memory_arguments),
 }
 #: What ``--quick`` sets where the command line does not: a subset small enough for a test.
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.subcommand == "thresholds":
             tables, console = thresholds.run(args)
         else:  # fits in fresh processes, which log there
-            tables, console = (quality.run if args.subcommand == "quality" else quality.run_memory)(args, log)
+            run = {"quality": quality.run, "tiling": tiling.run, "memory": quality.run_memory}[args.subcommand]
+            tables, console = run(args, log)
         print(console)
         write(args.output, args.readme, args.subcommand, "\n\n".join([first, _settings(args), tables]))
     if args.output:

@@ -5,7 +5,9 @@ module), so that a fit's peak memory is its own; ``speed`` and ``thresholds`` ca
 :func:`fit_ours` in their own process. A child's ``job`` is one JSON object: ``implementation``
 (``otx_anomaly`` or ``anomalib``), ``model`` (one of :data:`MODELS`), ``root`` and ``category``,
 ``tasks`` (the task heads tested; none: fit only), ``weights`` (a backbone state-dict file or
-``None`` for random weights), ``image_size``, ``seed``, ``max_epochs`` (STFPM's cap; anomalib's
+``None`` for random weights), ``image_size`` (an int, or [height, width]), optionally ``tile_size`` and
+``tile_stride`` (tiling, :mod:`otx_anomaly.models.tiling`; anomalib's through its ``TilerConfigurationCallback``),
+``seed``, ``max_epochs`` (STFPM's cap; anomalib's
 STFPM trains exactly that many) and ``workdir``.
 
 Heavy libraries (torch, Lightning, anomalib) load inside the functions.
@@ -44,7 +46,8 @@ def quiet_trainer(**kwargs: Any):  # noqa: ANN201
 
 
 def fit_ours(model_name: str, data, workdir: Path, *, task: str = "segmentation", weights: str | None = None,  # noqa: ANN001, ANN201
-             image_size: int = 256, seed: int = 0, max_epochs: int = 100):
+             image_size: int | tuple[int, int] = 256, seed: int = 0, max_epochs: int = 100,
+             tile_size: int | None = None, tile_stride: int | None = None):
     """Fit our model as its recipe does: PaDiM one pass; STFPM early stopping on ``val_loss``
     (patience :data:`STFPM_PATIENCE`, at most ``max_epochs``) and the checkpoint with the lowest one.
 
@@ -54,9 +57,11 @@ def fit_ours(model_name: str, data, workdir: Path, *, task: str = "segmentation"
         workdir: the Trainer's folder.
         task: the task head.
         weights: a backbone state-dict file; ``None``: random weights.
-        image_size: the square input size.
+        image_size: the input size: an int (square) or (height, width).
         seed: the seed of the fit.
         max_epochs: STFPM's cap.
+        tile_size: tile the input (the models' ``tile_size``); ``None``: untiled.
+        tile_stride: the step between tiles; ``None``: the tile size.
 
     Returns:
         ``(model, trainer, checkpoint, fit_s)``: the model as the kept checkpoint holds it, and the fit's seconds.
@@ -69,7 +74,8 @@ def fit_ours(model_name: str, data, workdir: Path, *, task: str = "segmentation"
     model_class = {"Padim": Padim, "Stfpm": Stfpm}[model_name]
     pl.seed_everything(seed, verbose=False)
     backbone = {"backbone_weights": weights} if weights else {"pre_trained": False}
-    model = model_class(task=task, image_size=(image_size, image_size), **backbone)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    model = model_class(task=task, image_size=size, tile_size=tile_size, tile_stride=tile_stride, **backbone)
     arguments: dict[str, Any] = dict(model.trainer_arguments)
     callbacks: list = []
     if model_name == "Stfpm":
@@ -103,7 +109,8 @@ def run_ours(job: dict) -> dict:
     workdir = Path(job["workdir"])
     _, trainer, checkpoint, fit_s = fit_ours(job["model"], data, workdir / "fit", weights=job["weights"],
                                              image_size=job["image_size"], seed=job["seed"],
-                                             max_epochs=job["max_epochs"])
+                                             max_epochs=job["max_epochs"], tile_size=job.get("tile_size"),
+                                             tile_stride=job.get("tile_stride"))
     result: dict[str, Any] = {"fit_s": fit_s, "peak_mib": peak_mib(), "epochs": trainer.current_epoch, "metrics": {}}
     model_class = {"Padim": Padim, "Stfpm": Stfpm}[job["model"]]
     for task in job["tasks"]:
@@ -111,7 +118,35 @@ def run_ours(job: dict) -> dict:
         tester = quiet_trainer(default_root_dir=workdir / task, callbacks=[DefectTypeReport(print_table=False)])
         metrics = tester.test(headed, datamodule=data, verbose=False)[0]
         result["metrics"][task] = {key: float(value) for key, value in metrics.items()}
+    if job.get("latency"):
+        result["latency"] = export_latency(model_class.load_from_checkpoint(checkpoint), data, workdir / "exports")
     return result
+
+
+def export_latency(model, data, workdir: Path, frames: int = 8, repeats: int = 3) -> dict[str, float]:  # noqa: ANN001
+    """Milliseconds per megapixel of the frames as decoded, of the FP32 export and of INT8 (NNCF,
+    calibrated on the training images), each on the first ``frames`` test images.
+
+    Args:
+        model: the fitted Lightning model.
+        data: its datamodule (set up for testing).
+        workdir: where the exports are written.
+        frames: the test images timed.
+        repeats: timing passes (:func:`~otx_anomaly.deploy.speed.latencies_ms`).
+    """
+    from otx_anomaly.deploy import OpenVINOInferencer, QuantizationOptions, export_model, quantize
+    from otx_anomaly.deploy.speed import latencies_ms
+
+    data.setup("test")
+    images = data.test_data.samples.image_path.tolist()[:frames]
+    calibration = data.train_data.samples.image_path.tolist()[:64]
+    fp32 = export_model(model, workdir / "fp32")
+    paths = {"FP32": fp32, "INT8": quantize(fp32, calibration, workdir / "int8", QuantizationOptions(subset_size=64))}
+    engines = {precision: OpenVINOInferencer(path) for precision, path in paths.items()}
+    inputs = [engines["FP32"].preprocess(path)[0] for path in images]
+    megapixels = sum(tensor.shape[-2] * tensor.shape[-1] for tensor in inputs) / len(inputs) / 1e6
+    timed = latencies_ms({precision: (engine.infer, inputs) for precision, engine in engines.items()}, repeats)
+    return {precision: milliseconds / megapixels for precision, milliseconds in timed.items()}
 
 
 def anomalib_box_metrics(min_box_area: int) -> list:
@@ -175,7 +210,8 @@ def run_anomalib(job: dict) -> dict:
 
     from otx_anomaly.models.backbone import load_backbone_weights
 
-    size = (job["image_size"], job["image_size"])
+    size = job["image_size"]
+    size = (size, size) if isinstance(size, int) else tuple(size)
     maps = ["anomaly_map", "gt_mask"]
     # normalization=None: raw scores ranked as they are, not squashed by torchmetrics' sigmoid (as ours)
     evaluator = Evaluator(test_metrics=[
@@ -209,6 +245,11 @@ def run_anomalib(job: dict) -> dict:
         engine_args["max_epochs"] = job["max_epochs"]
     if job["weights"]:
         load_backbone_weights(extractor, job["weights"])
+    if job.get("tile_size"):
+        from anomalib.callbacks import TilerConfigurationCallback
+
+        engine_args["callbacks"] = [TilerConfigurationCallback(enable=True, tile_size=job["tile_size"],
+                                                               stride=job.get("tile_stride") or job["tile_size"])]
     engine = Engine(default_root_dir=Path(job["workdir"]) / "anomalib", logger=False, enable_progress_bar=False,
                     enable_model_summary=False, **engine_args)
     # the training images ours fits: every one for PaDiM (k-fold validation; anomalib then validates on the

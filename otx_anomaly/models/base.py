@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from anomalib.data import Batch
+from anomalib.data import Batch, InferenceBatch
 from lightning.pytorch import Callback
 
 from otx_anomaly.errors import ConfigError
@@ -16,6 +16,7 @@ from otx_anomaly.metrics import task_evaluator
 from otx_anomaly.models.backbone import warn_random_backbone
 from otx_anomaly.models.checkpoints import MODEL_KEY, checkpoint_model_class, class_path_of
 from otx_anomaly.models.post_processor import AnomalyPostProcessor
+from otx_anomaly.models.tiling import TileGrid
 from otx_anomaly.tasks import AnomalyTask
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3")
@@ -99,6 +100,20 @@ class AnomalyTaskMixin:
     #: the scale normal scores are fitted on for a target false-positive rate
     #: (:func:`~otx_anomaly.thresholds.normal_tail_threshold`): ``roots`` of squared errors (STFPM's)
     normal_fit_scale: str = "roots"
+    #: the tiles the model input is cut into (:mod:`otx_anomaly.models.tiling`); ``None``: untiled
+    tiling: TileGrid | None = None
+
+    def score(self, images: torch.Tensor) -> InferenceBatch:
+        """Raw scores and anomaly maps of ``(B, 3, H, W)`` pre-processed images at the input size:
+        anomalib's forward, or the model's tiled one."""
+        return self.model(images)
+
+    def forward(self, batch: torch.Tensor, *args: Any, **kwargs: Any) -> InferenceBatch:
+        """anomalib's forward (pre-process, score, post-process) with :meth:`score`."""
+        del args, kwargs
+        batch = self.pre_processor(batch) if self.pre_processor else batch
+        predictions = self.score(batch)
+        return self.post_processor(predictions) if self.post_processor else predictions
 
     def on_validation_batch_start(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Refuse k-fold validation in a model that cannot leave a fold out of its training."""
@@ -109,9 +124,13 @@ class AnomalyTaskMixin:
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model; metric states come from this model (see
-        ``on_save_checkpoint``)."""
+        ``on_save_checkpoint``); an ``image_size`` given to ``load_from_checkpoint`` holds (anomalib
+        would restore the saved pre-processor's size)."""
         checkpoint_model_class(checkpoint, type(self))
         super().on_load_checkpoint(checkpoint)
+        size = checkpoint.get("hyper_parameters", {}).get("image_size")  # with load_from_checkpoint's overrides
+        if size is not None and self.pre_processor is not None and tuple(self.input_size) != tuple(size):
+            self.pre_processor = self.configure_pre_processor(tuple(int(s) for s in size))
         self.random_backbone = False  # the weights come from the checkpoint
         _drop_metric_states(checkpoint)
         state = checkpoint.get("state_dict")
@@ -156,7 +175,7 @@ class AnomalyTaskMixin:
         images beyond the validation range, so AUROC and AUPRO are computed on the raw values and
         do not depend on the threshold (they equal validation's on the same images).
         """
-        batch = super().test_step(batch, batch_idx, *args, **kwargs)
+        batch = batch.update(**self.score(batch.image)._asdict())
         if self.post_processor is None:
             return batch
         batch.raw_pred_score = batch.pred_score.detach().clone()
@@ -175,7 +194,7 @@ class AnomalyTaskMixin:
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[AnomalyPrediction]:
         """One :class:`~otx_anomaly.heads.AnomalyPrediction` per image, at its original size."""
-        batch = super().predict_step(batch, batch_idx, dataloader_idx)
+        batch = batch.update(**self.score(batch.image)._asdict())
         raw_scores = batch.pred_score.detach().float().cpu().reshape(-1).numpy()
         raw_maps = None if batch.anomaly_map is None else batch.anomaly_map.detach().float().cpu().numpy()
         if self.post_processor is not None:

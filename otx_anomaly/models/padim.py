@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from anomalib.data import Batch
+from anomalib.data import Batch, InferenceBatch
 from anomalib.models import Padim as AnomalibPadim
 from torch import nn
 
@@ -20,6 +20,7 @@ from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_c
 from otx_anomaly.models.blur import SeparableGaussianBlur
 from otx_anomaly.models.gaussian_stats import StreamingGaussian
 from otx_anomaly.models.padim_export import PadimExportNetwork
+from otx_anomaly.models.tiling import TILE_BATCH, TileGrid
 from otx_anomaly.tasks import AnomalyTask
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         image_size: (height, width) the images are resized to before the backbone.
         min_box_area: detection drops connected components smaller than this many pixels
             (in the original image).
+        tile_size: cut the input into tiles of this size (an int or [height, width]) that the
+            backbone sees at full resolution (:mod:`otx_anomaly.models.tiling`); ``None``: untiled.
+            The Gaussians are per position within a tile, shared by every tile (docs/tiling.md).
+        tile_stride: step between tiles; ``None``: ``tile_size`` (no overlap).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -63,10 +68,13 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         backbone_weights: str | Path | None = None,
         image_size: tuple[int, int] = (256, 256),
         min_box_area: int = 16,
+        tile_size: int | Sequence[int] | None = None,
+        tile_stride: int | Sequence[int] | None = None,
     ) -> None:
         task = AnomalyTask.parse(task)
         layers = list(layers)
         check_backbone(backbone, layers)
+        tiling = TileGrid.create(image_size, tile_size, tile_stride)
         try:
             super().__init__(
                 backbone=backbone,
@@ -81,6 +89,7 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
             raise
         self.task = task
         self.head = TaskHead(task, min_box_area)
+        self.tiling = tiling
         generator = self.model.anomaly_map_generator
         generator.blur = SeparableGaussianBlur.like(generator.blur)  # same map, 1/16 of the work (blur.py)
         self.statistics = StreamingGaussian()
@@ -116,9 +125,33 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
             images = images[torch.tensor(mine, device=images.device)]
         if len(images):
             with torch.no_grad():
-                features = self.model.feature_extractor(images)
-                self.statistics.update(self.model.generate_embedding(features))
+                for embedding in self._embeddings(images):
+                    self.statistics.update(embedding)
         return self.zero_loss_anchor * 0.0
+
+    def _embeddings(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Patch embeddings of the images, or of their tiles, :data:`TILE_BATCH` at a time."""
+        for chunk in [images] if self.tiling is None else self.tiling.tile(images).split(TILE_BATCH):
+            yield self.model.generate_embedding(self.model.feature_extractor(chunk))
+
+    def _anomaly_map(self, images: torch.Tensor, mean: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        """anomalib's map from the given Gaussians; tiled, the tiles' distances are stitched before
+        the map is upsampled and blurred, as one map at the input size."""
+        generator = self.model.anomaly_map_generator
+        if self.tiling is None:
+            return generator(embedding=next(self._embeddings(images)), mean=mean, inv_covariance=inverse,
+                             image_size=images.shape[-2:])
+        distances = torch.cat([generator.compute_distance(embedding, [mean, inverse])
+                               for embedding in self._embeddings(images)])
+        return generator.smooth_anomaly_map(generator.up_sample(self.tiling.untile(distances), images.shape[-2:]))
+
+    def score(self, images: torch.Tensor) -> InferenceBatch:
+        """anomalib's forward; tiled, :meth:`_anomaly_map` with the fitted Gaussians."""
+        if self.tiling is None:
+            return self.model(images)
+        with torch.no_grad():
+            anomaly_map = self._anomaly_map(images, self.model.gaussian.mean, self.model.gaussian.inv_covariance)
+        return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> Batch | None:
         """anomalib's step; in k-fold validation (:mod:`otx_anomaly.data.folds`) a fold's first pass
@@ -126,22 +159,20 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         scores it with the Gaussians of every other training image."""
         fold = getattr(batch, "fold", None)
         if fold is None:
-            return super().validation_step(batch, *args, **kwargs)
+            return batch.update(**self.score(batch.image)._asdict())
         if self._trainer is not None and self.trainer.world_size > 1:
             raise ConfigError("k-fold validation runs on one device; under DDP use `data.val_split_mode: from_train`.")
         fold_index, scoring = int(fold[0]), bool(batch.fold_pass[0])
         if self._fold is None or self._fold[0] != fold_index:
             self._fold = (fold_index, StreamingGaussian(), None)
         with torch.no_grad():
-            embedding = self.model.generate_embedding(self.model.feature_extractor(batch.image))
             if not scoring:
-                self._fold[1].update(embedding)
+                for embedding in self._embeddings(batch.image):
+                    self._fold[1].update(embedding)
                 return None
             if self._fold[2] is None:
                 self._fold = (fold_index, self._fold[1], self.statistics.leave_out(self._fold[1]))
-            mean, inverse = self._fold[2]
-            anomaly_map = self.model.anomaly_map_generator(embedding=embedding, mean=mean, inv_covariance=inverse,
-                                                           image_size=batch.image.shape[-2:])
+            anomaly_map = self._anomaly_map(batch.image, *self._fold[2])
         return batch.update(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
 
     def on_validation_epoch_end(self) -> None:
@@ -160,7 +191,7 @@ class Padim(AnomalyTaskMixin, AnomalibPadim):
         inference speed with the same scores (:class:`~otx_anomaly.models.padim_export.PadimExportNetwork`:
         the scaled distance, channels picked before upsampling, the map's upsampling and blur as
         matrix products). The model itself is left as it is."""
-        return PadimExportNetwork(self.model, tuple(int(s) for s in self.input_size))
+        return PadimExportNetwork(self.model, tuple(int(s) for s in self.input_size), self.tiling)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints of anomalib's Padim hold the Gaussians only: they load and predict; a later

@@ -18,6 +18,10 @@ counters (the benchmarks' stage profile, docs/benchmarks.md):
   channels-last layout, where every element-wise step of the post-processing runs one channel at a
   time; the products keep it plain.
 
+Tiled (:mod:`otx_anomaly.models.tiling`), the graph cuts its input into the tiles, scores each
+with the Gaussians shared by the tiles, and stitches the distances before the products, as
+:class:`~otx_anomaly.models.padim.Padim` does.
+
 Maps and scores equal anomalib's to float rounding (``tests/test_models.py``). The model itself
 keeps anomalib's modules (eager parity, checkpoints); only :meth:`Padim.export_network` builds this.
 
@@ -47,6 +51,18 @@ from otx_anomaly.export_names import MAP_GENERATOR
 from otx_anomaly.models.backbone import feature_shapes
 from otx_anomaly.models.distance import ScaledMahalanobis
 from otx_anomaly.models.map_products import SeparableProducts
+from otx_anomaly.models.tiling import TileGrid
+
+
+class Untile(nn.Module):
+    """The tiles' maps stitched (:meth:`TileGrid.untile`), as a module of the graph."""
+
+    def __init__(self, tiling: TileGrid) -> None:
+        super().__init__()
+        self.tiling = tiling
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return self.tiling.untile(tiles)
 
 
 class PadimExportNetwork(nn.Module):
@@ -56,12 +72,13 @@ class PadimExportNetwork(nn.Module):
     Args:
         model: a fitted ``PadimModel`` (its feature extractor is shared, not copied).
         image_size: the network's input (height, width).
+        tiling: the tiles the input is cut into; ``None``: untiled.
     """
 
-    def __init__(self, model: PadimModel, image_size: tuple[int, int]) -> None:
+    def __init__(self, model: PadimModel, image_size: tuple[int, int], tiling: TileGrid | None = None) -> None:
         super().__init__()
-        self.feature_extractor, self.layers = model.feature_extractor, list(model.layers)
-        shapes = feature_shapes(self.feature_extractor, image_size)
+        self.feature_extractor, self.layers, self.tiling = model.feature_extractor, list(model.layers), tiling
+        shapes = feature_shapes(self.feature_extractor, image_size if tiling is None else tiling.tile_size)
         self.map_size = tuple(shapes[self.layers[0]][-2:])
         device = model.gaussian.mean.device
         kept, order = model.idx.cpu().sort()  # the kept channels, sorted: grouped by layer
@@ -77,15 +94,19 @@ class PadimExportNetwork(nn.Module):
                 self.picks.append((f"channels_{number}", layer, tuple(shapes[layer][-2:]) != self.map_size))
             first += count
         generator = model.anomaly_map_generator  # anomalib's: its upsampling and blur, as two products
+        stitched = self.map_size if tiling is None else tuple(
+            m * i // t for m, i, t in zip(self.map_size, image_size, tiling.tile_size, strict=True))
         upsample = SeparableProducts(lambda maps: generator.smooth_anomaly_map(generator.up_sample(maps, image_size)),
-                                     self.map_size, device)
+                                     stitched, device)
+        if tiling is not None:
+            upsample = nn.Sequential(Untile(tiling), upsample)
         # named as otx_anomaly.export_names says: INT8 and the stage profile find the map's nodes by it
         self.add_module(MAP_GENERATOR, ScaledMahalanobis(model.gaussian.mean, model.gaussian.inv_covariance,
                                                          order.to(device), upsample))
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
         """Score ``(B, 3, H, W)`` images at the network's input size."""
-        features = self.feature_extractor(images)
+        features = self.feature_extractor(images if self.tiling is None else self.tiling.tile(images))
         parts = []
         for channels, layer, upsampled in self.picks:
             part = features[layer].index_select(1, getattr(self, channels))

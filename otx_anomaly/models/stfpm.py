@@ -20,6 +20,7 @@ from otx_anomaly.heads import TaskHead
 from otx_anomaly.models.backbone import check_backbone, init_backbone
 from otx_anomaly.models.base import DEFAULT_LAYERS, AnomalyTaskMixin, anomalib_components
 from otx_anomaly.models.stfpm_export import stfpm_export_network
+from otx_anomaly.models.tiling import TILE_BATCH, TileGrid
 from otx_anomaly.tasks import AnomalyTask
 
 
@@ -58,6 +59,10 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         weight_decay: SGD weight decay (the product's 1e-4; anomalib fixes it at 1e-3).
         image_size: (height, width) the images are resized to before the networks.
         min_box_area: detection drops connected components smaller than this many pixels.
+        tile_size: cut the input into tiles of this size (an int or [height, width]) that the
+            networks see at full resolution, their features stitched as anomalib's tiler does
+            (:mod:`otx_anomaly.models.tiling`); ``None``: untiled.
+        tile_stride: step between tiles; ``None``: ``tile_size`` (no overlap).
     """
 
     def __init__(
@@ -72,10 +77,13 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         weight_decay: float = 1e-4,
         image_size: tuple[int, int] = (256, 256),
         min_box_area: int = 16,
+        tile_size: int | Sequence[int] | None = None,
+        tile_stride: int | Sequence[int] | None = None,
     ) -> None:
         task = AnomalyTask.parse(task)
         layers = list(layers)
         check_backbone(backbone, layers)
+        tiling = TileGrid.create(image_size, tile_size, tile_stride)
         if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
             raise ConfigError(
                 f"SGD needs lr > 0, 0 <= momentum < 1 and weight_decay >= 0; got lr={lr}, "
@@ -85,6 +93,7 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         components = anomalib_components(task, image_size, self.configure_pre_processor)
         super(AnomalibStfpm, self).__init__(**components)
         self.model = _STFPMModel(layers=layers, backbone=backbone)
+        self.model.tiler = self.tiling = tiling  # anomalib's forward (training) tiles with it
         self.loss = STFPMLoss()
         self.task = task
         self.head = TaskHead(task, min_box_area)
@@ -105,8 +114,7 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         validation images, per image, so that early stopping and checkpoint selection need no
         defect. Both networks run once; the anomaly map is anomalib's."""
         del args, kwargs
-        teacher = self.model.teacher_model(batch.image)
-        student = self.model.student_model(batch.image)
+        teacher, student = self._features(batch.image)
         normal = torch.ones(len(batch.image), dtype=torch.bool, device=batch.image.device)
         if batch.gt_label is not None:
             normal = batch.gt_label.reshape(-1) == 0
@@ -114,16 +122,36 @@ class Stfpm(AnomalyTaskMixin, AnomalibStfpm):
         if count:  # anomalib's loss sums over the images: divided by their number, batches weigh alike
             loss = self.loss({k: v[normal] for k, v in teacher.items()}, {k: v[normal] for k, v in student.items()})
             self.log("val_loss", loss / count, on_step=False, on_epoch=True, batch_size=count, prog_bar=True)
+        return batch.update(**self._predictions_from(teacher, student, batch.image.shape[-2:])._asdict())
+
+    def _features(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The teacher's and the student's features; tiled, the tiles go through the networks
+        :data:`TILE_BATCH` at a time and each layer is stitched (anomalib's forward, in batches)."""
+        if self.tiling is None:
+            return self.model.teacher_model(images), self.model.student_model(images)
+        parts = [(self.model.teacher_model(chunk), self.model.student_model(chunk))
+                 for chunk in self.tiling.tile(images).split(TILE_BATCH)]
+        return tuple({layer: self.tiling.untile(torch.cat([part[side][layer] for part in parts]))
+                      for layer in parts[0][side]} for side in (0, 1))
+
+    def _predictions_from(self, teacher: dict[str, torch.Tensor], student: dict[str, torch.Tensor],
+                          image_size: torch.Size) -> InferenceBatch:
         anomaly_map = self.model.anomaly_map_generator(teacher_features=teacher, student_features=student,
-                                                       image_size=batch.image.shape[-2:])
-        predictions = InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
-        return batch.update(**predictions._asdict())
+                                                       image_size=image_size)
+        return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
+
+    def score(self, images: torch.Tensor) -> InferenceBatch:
+        """anomalib's forward; tiled, with the tiles in batches (:meth:`_features`)."""
+        if self.tiling is None:
+            return self.model(images)
+        with torch.no_grad():
+            return self._predictions_from(*self._features(images), images.shape[-2:])
 
     def export_network(self) -> nn.Module:
         """The network as the exported graph computes it: anomalib's ``STFPMModel`` with each layer
         map upsampled by matrix products (:mod:`otx_anomaly.models.stfpm_export`; the same maps).
         The model itself is left as it is."""
-        return stfpm_export_network(self.model, tuple(int(s) for s in self.input_size))
+        return stfpm_export_network(self.model, tuple(int(s) for s in self.input_size), self.tiling)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(

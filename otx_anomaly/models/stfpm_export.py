@@ -33,6 +33,7 @@ from torch.nn import functional as F  # noqa: N812
 from otx_anomaly.export_names import MAP_GENERATOR, MAP_UPSAMPLING
 from otx_anomaly.models.backbone import feature_shapes
 from otx_anomaly.models.map_products import SeparableProducts
+from otx_anomaly.models.tiling import TileGrid
 
 
 class UpsampledLayerMaps(AnomalyMapGenerator):
@@ -75,17 +76,23 @@ class UpsampledLayerMaps(AnomalyMapGenerator):
         return anomaly_map
 
 
-def stfpm_export_network(model: STFPMModel, image_size: tuple[int, int]) -> nn.Module:
+def stfpm_export_network(model: STFPMModel, image_size: tuple[int, int], tiling: TileGrid | None = None) -> nn.Module:
     """A shallow copy of ``model`` (the networks are shared) whose map generator is
-    :class:`UpsampledLayerMaps`.
+    :class:`UpsampledLayerMaps`; tiled, anomalib's forward cuts and stitches with ``tiling``.
 
     Args:
         model: anomalib's ``STFPMModel``.
         image_size: the network's input (height, width).
+        tiling: the tiles the input is cut into; ``None``: untiled.
     """
-    shapes = feature_shapes(model.teacher_model, image_size)
+    shapes = feature_shapes(model.teacher_model, image_size if tiling is None else tiling.tile_size)
     device = next(model.teacher_model.parameters()).device
-    generator = UpsampledLayerMaps({layer: tuple(shape[-2:]) for layer, shape in shapes.items()}, image_size, device)
+    sizes = {layer: tuple(shape[-2:]) for layer, shape in shapes.items()}
+    if tiling is not None:  # the stitched maps: each layer's size over the whole input
+        sizes = {layer: tuple(s * i // t for s, i, t in zip(size, image_size, tiling.tile_size, strict=True))
+                 for layer, size in sizes.items()}
+    generator = UpsampledLayerMaps(sizes, image_size, device)
     network = copy.copy(model)
     network._modules = {**model._modules, MAP_GENERATOR: generator}  # noqa: SLF001 - anomalib's forward calls it
+    network.tiler = tiling
     return network

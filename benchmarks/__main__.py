@@ -1,4 +1,5 @@
-"""The benchmark tool: ``python -m benchmarks quality | speed | thresholds | tiling | memory``, from the repository root.
+"""The benchmark tool: ``python -m benchmarks quality | speed | thresholds | tiling | memory``, run from the
+repository root.
 
 Each subcommand prints its tables and writes them into its own section of ``docs/benchmarks.md``
 (``--output``), with the command, the date, the CPU and the library versions; running it again

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks.data import datasets_to_run
 from benchmarks.fits import peak_mib, run_child
-from benchmarks.quality import COLUMNS, TASKS, _mean, _metric
+from benchmarks.quality import COLUMNS, TASKS, _metric
 from benchmarks.report import ROOT, fmt, summary_comment, table
 
 #: per dataset (the folder's name): the tiled input (height, width), about the images' own size in
@@ -113,7 +113,7 @@ def _large_image(args: argparse.Namespace, workdir: Path, log: Path) -> str:
         if completed.returncode != 0:
             raise SystemExit(f"the {LARGE}x{LARGE} {stage} step failed (exit {completed.returncode}); see {log}")
         peaks[stage] = json.loads(completed.stdout.strip().splitlines()[-1])["peak_mib"]
-    return table(["one {0}×{0} image, input {0}×{0}, tiles {1}".format(LARGE, args.tile_size), "peak RSS MiB"],
+    return table([f"one {LARGE}×{LARGE} image, input {LARGE}×{LARGE}, tiles {args.tile_size}", "peak RSS MiB"],
                  [["PaDiM, Lightning predict", fmt(peaks["lightning"], 0)],
                   ["PaDiM, exported FP32 (OpenVINOInferencer)", fmt(peaks["openvino"], 0)]])
 

@@ -470,6 +470,8 @@ def test_shell_command_runs(where, command, capsys, workdir, checkpoints):
                  "--trainer.num_nodes", "1"]  # DDP would relaunch pytest in each process
         if "--ckpt_path" not in args:
             args += ["--model.init_args.image_size", "[64, 64]"]
+            if any("tile" in arg for arg in args):  # tiled: 32x32 tiles of the small images
+                args += ["--model.init_args.tile_size", "32", "--model.init_args.tile_stride", "null"]
     code, output = _run_cli(args, capsys)
     assert code == 0, f"{where}: `{shlex.join(args)}` failed:\n{output[-3000:]}"
     shutil.rmtree(workdir / "results", ignore_errors=True)

@@ -67,6 +67,8 @@ def test_recipe_fits_tests_and_predicts(recipe, ball_screw_root, weights_path, t
     ]
     if recipe.startswith("stfpm"):  # cap training to stay fast: 2 epochs of 2 batches
         args += ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2"]
+    if "tiled" in recipe:  # BSData's 208x512 images as two 256x256 tiles (the recipes' 1024x1024 is for larger ones)
+        args += ["--model.init_args.image_size", "[256, 512]"]
     test_images = 140
     if recipe == "stfpm_det.yaml":
         # after 4 steps STFPM's map is too coarse for the normal-only pixel threshold to box the pitting

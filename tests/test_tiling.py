@@ -145,3 +145,15 @@ def test_model_api_runs_a_tiled_export_unchanged(tiled_fits, demo_128, tmp_path)
         result, mine = wrapper(cv2.imread(str(path))), ours.predict(path)
         assert result.pred_score == pytest.approx(mine.pred_score, abs=1e-4), path
         assert (result.pred_label == "True") == mine.pred_label, path
+
+
+def test_the_export_network_runs_the_tiles_in_groups_with_the_models_maps():
+    """20 tiles: two groups through the backbone (16 and 4), for each image of a batch of two."""
+    model = Padim(pre_trained=False, image_size=(160, 128), tile_size=32).eval()
+    model.model.gaussian.mean = torch.rand(100, 8 * 8)
+    model.model.gaussian.inv_covariance = torch.eye(100).repeat(8 * 8, 1, 1)
+    assert len(model.tiling) == 20
+    images = torch.rand(2, 3, 160, 128)
+    with torch.no_grad():
+        expected, actual = model.score(images).anomaly_map, model.export_network()(images).anomaly_map
+    assert torch.allclose(actual, expected, rtol=1e-4, atol=1e-4)

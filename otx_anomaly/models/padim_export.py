@@ -51,7 +51,7 @@ from otx_anomaly.export_names import MAP_GENERATOR
 from otx_anomaly.models.backbone import feature_shapes
 from otx_anomaly.models.distance import ScaledMahalanobis
 from otx_anomaly.models.map_products import SeparableProducts
-from otx_anomaly.models.tiling import TileGrid
+from otx_anomaly.models.tiling import TILE_BATCH, TileGrid
 
 
 class Untile(nn.Module):
@@ -96,8 +96,8 @@ class PadimExportNetwork(nn.Module):
         generator = model.anomaly_map_generator  # anomalib's: its upsampling and blur, as two products
         stitched = self.map_size if tiling is None else tuple(
             m * i // t for m, i, t in zip(self.map_size, image_size, tiling.tile_size, strict=True))
-        upsample = SeparableProducts(lambda maps: generator.smooth_anomaly_map(generator.up_sample(maps, image_size)),
-                                     stitched, device)
+        upsample = SeparableProducts(lambda maps, size: generator.smooth_anomaly_map(generator.up_sample(maps, size)),
+                                     stitched, image_size, device)
         if tiling is not None:
             upsample = nn.Sequential(Untile(tiling), upsample)
         # named as otx_anomaly.export_names says: INT8 and the stage profile find the map's nodes by it
@@ -105,12 +105,23 @@ class PadimExportNetwork(nn.Module):
                                                          order.to(device), upsample))
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
-        """Score ``(B, 3, H, W)`` images at the network's input size."""
-        features = self.feature_extractor(images if self.tiling is None else self.tiling.tile(images))
+        """Score ``(B, 3, H, W)`` images at the network's input size; tiled, the backbone takes the
+        tiles in groups (:meth:`TileGrid.tile_batches`), one after another."""
+        if self.tiling is None:
+            embedding = self._embedding(images)
+        else:
+            groups = self.tiling.tile_batches(images)
+            sizes = [min(TILE_BATCH, len(self.tiling) - first) for first in range(0, len(self.tiling), TILE_BATCH)]
+            embedding = self.tiling.join_batches([self._embedding(group) for group in groups], sizes)
+        # called as a module, so that its nodes carry its name in the exported graph
+        anomaly_map = self.get_submodule(MAP_GENERATOR)(embedding)
+        return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
+
+    def _embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The kept channels of the backbone's layers, at the first layer's size."""
+        features = self.feature_extractor(images)
         parts = []
         for channels, layer, upsampled in self.picks:
             part = features[layer].index_select(1, getattr(self, channels))
             parts.append(F.interpolate(part, size=self.map_size, mode="nearest") if upsampled else part)
-        # called as a module, so that its nodes carry its name in the exported graph
-        anomaly_map = self.get_submodule(MAP_GENERATOR)(torch.cat(parts, 1))
-        return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)
+        return torch.cat(parts, 1)

@@ -49,11 +49,11 @@ class UpsampledLayerMaps(AnomalyMapGenerator):
                  device: torch.device | str | None = None) -> None:
         super().__init__()
 
-        def upsample(maps: torch.Tensor) -> torch.Tensor:  # anomalib's compute_layer_map's resize
-            return F.interpolate(maps, size=image_size, align_corners=False, mode="bilinear")
+        def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:  # anomalib's compute_layer_map's
+            return F.interpolate(maps, size=size, align_corners=False, mode="bilinear")
 
         # named as otx_anomaly.export_names says: INT8 and the stage profile find the map's nodes by it
-        self.add_module(MAP_UPSAMPLING, nn.ModuleDict({layer: SeparableProducts(upsample, size, device)
+        self.add_module(MAP_UPSAMPLING, nn.ModuleDict({layer: SeparableProducts(upsample, size, image_size, device)
                                                        for layer, size in layer_sizes.items()}))
 
     def compute_anomaly_map(self, teacher_features: dict[str, torch.Tensor], student_features: dict[str, torch.Tensor],

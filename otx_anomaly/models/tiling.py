@@ -122,6 +122,22 @@ class TileGrid:
                  for i in range(rows) for j in range(columns)]
         return torch.stack(tiles, dim=1).flatten(0, 1)
 
+    def tile_batches(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The tiles of ``(B, C, H, W)`` inputs in :data:`TILE_BATCH` groups of tile positions, each
+        ``(B * n, C, h, w)``; concatenated along a ``(B, tiles, ...)`` view they are :meth:`tile`'s.
+        An exported graph built from them runs the backbone on one group after another, so that one
+        group's activations are alive at a time, whatever the batch size."""
+        tiles = self.tile(images)
+        grouped = tiles.reshape(-1, len(self), *tiles.shape[1:])
+        return [grouped[:, first:first + TILE_BATCH].flatten(0, 1) for first in range(0, len(self), TILE_BATCH)]
+
+    @staticmethod
+    def join_batches(parts: list[torch.Tensor], per_image: list[int]) -> torch.Tensor:
+        """Outputs of :meth:`tile_batches`' groups (``per_image`` tiles of each image in each group)
+        back in :meth:`tile`'s order."""
+        grouped = [part.reshape(-1, count, *part.shape[1:]) for part, count in zip(parts, per_image, strict=True)]
+        return torch.cat(grouped, dim=1).flatten(0, 1)
+
     def untile(self, tiles: torch.Tensor) -> torch.Tensor:
         """Stitch ``(B * tiles, C, h, w)`` maps of the tiles into ``(B, C, H', W')``, overlaps
         averaged. A map at a fraction of the tile's resolution (a layer's features) stitches at

@@ -144,7 +144,7 @@ def export_latency(model, data, workdir: Path, frames: int = 8, repeats: int = 3
     paths = {"FP32": fp32, "INT8": quantize(fp32, calibration, workdir / "int8", QuantizationOptions(subset_size=64))}
     engines = {precision: OpenVINOInferencer(path) for precision, path in paths.items()}
     inputs = [engines["FP32"].preprocess(path)[0] for path in images]
-    megapixels = sum(tensor.shape[-2] * tensor.shape[-1] for tensor in inputs) / len(inputs) / 1e6
+    megapixels = sum(tensor.shape[1] * tensor.shape[2] for tensor in inputs) / len(inputs) / 1e6  # (1, H, W, 3)
     timed = latencies_ms({precision: (engine.infer, inputs) for precision, engine in engines.items()}, repeats)
     return {precision: milliseconds / megapixels for precision, milliseconds in timed.items()}
 

@@ -77,9 +77,10 @@ def padim_checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def ball_screw_fit(ball_screw_root, weights_path, tmp_path_factory):
-    """``fit(model_class) -> (checkpoint, datamodule)``: PaDiM or STFPM fitted once per session on BSData's
-    normal images (segmentation; STFPM 5 epochs), thresholds from 30% of the test images, which the
-    test split then leaves out. Shared by the export, quantization and Model API checks."""
+    """``fit(model_class, **options) -> (checkpoint, datamodule)``: PaDiM or STFPM fitted once per session
+    (and per set of constructor ``options``, such as tiling) on BSData's normal images (segmentation;
+    STFPM 5 epochs), thresholds from 30% of the test images, which the test split then leaves out.
+    Shared by the export, quantization, Model API and tiling checks."""
     import lightning.pytorch as pl
 
     from otx_anomaly.data import MVTecDataModule
@@ -87,17 +88,18 @@ def ball_screw_fit(ball_screw_root, weights_path, tmp_path_factory):
 
     fits: dict = {}
 
-    def fit(model_class):
-        if model_class not in fits:
+    def fit(model_class, **options):
+        key = (model_class, tuple(sorted(options.items())))
+        if key not in fits:
             pl.seed_everything(0)
-            model = model_class(task="segmentation", backbone_weights=weights_path)
+            model = model_class(task="segmentation", backbone_weights=weights_path, **options)
             data = MVTecDataModule(root=ball_screw_root, category="ball_screw_drive", num_workers=0, **BALL_SCREW_FIT)
             epochs = {"max_epochs": STFPM_EPOCHS} if model_class.__name__ == "Stfpm" else {}
             run = trainer(tmp_path_factory.mktemp(f"fit_{model_class.__name__}"), **{**model.trainer_arguments,
                                                                                     **epochs})
             run.fit(model, datamodule=data)
-            fits[model_class] = run.checkpoint_callback.best_model_path, data
-        return fits[model_class]
+            fits[key] = run.checkpoint_callback.best_model_path, data
+        return fits[key]
 
     return fit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,12 @@ def test_stfpm_recipe_trains_with_early_stopping_and_checkpointing(demo_root, tm
     out = capsys.readouterr().out
     assert "val_loss" in out and "validation images" in out and "held back from train/good" in out
     assert "pixel_AUROC" not in out, "normal-only validation (the recipe's) logs no AUROC"
+
+
+def test_a_tiled_recipe_fits_and_the_summary_names_its_tiles(demo_root, tmp_path, capsys):
+    assert main(_args("fit", "padim_seg_tiled.yaml", demo_root, tmp_path, "--model.init_args.tile_size", "32")) == 0
+    out = re.sub(r"[│\s]+", " ", capsys.readouterr().out)  # the table's cells, their wrapped lines joined
+    assert "model input" in out and "4 tiles of 32x32 (2 x 2, every 32x32 pixels)" in out
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The table at the end of ``fit``: last validation metrics, the thresholds and the rules behind them, the checkpoint.
+"""The table at the end of ``fit``: last validation metrics, the model's input (and tiles), the thresholds and
+the rules behind them, the checkpoint.
 
 The rules are read from the model's post-processor, which carries them (and so do its
 checkpoints and exports).
@@ -55,6 +56,20 @@ def _threshold_rows(trainer: Trainer) -> list[tuple[str, str]]:
     return rows
 
 
+def _input_rows(trainer: Trainer) -> list[tuple[str, str]]:
+    """The model's input, and its tiles where it is tiled (docs/tiling.md)."""
+    model = trainer.lightning_module
+    size, tiling = getattr(model, "input_size", None), getattr(model, "tiling", None)
+    if size is None:
+        return []
+    text = f"{int(size[0])}x{int(size[1])} (height x width), images resized to it"
+    if tiling is not None:
+        (height, width), (step_h, step_w) = tiling.tile_size, tiling.stride
+        rows, columns = tiling.counts
+        text += f"; {len(tiling)} tiles of {height}x{width} ({rows} x {columns}, every {step_h}x{step_w} pixels)"
+    return [("model input", text)]
+
+
 def print_fit_summary(trainer: Trainer) -> None:
     """Best checkpoint, thresholds, last validation metrics, and the commands to use the model.
 
@@ -68,7 +83,7 @@ def print_fit_summary(trainer: Trainer) -> None:
     path = best or last
     for key, value in sorted(trainer.callback_metrics.items()):
         table.add_row(key, f"{float(value):.4f}")
-    for row in _validation_rows(trainer) + _threshold_rows(trainer):
+    for row in _input_rows(trainer) + _validation_rows(trainer) + _threshold_rows(trainer):
         table.add_row(*row)
     CONSOLE.print(table)
     CONSOLE.print(f"checkpoint: {path or '(none saved)'}", soft_wrap=True)

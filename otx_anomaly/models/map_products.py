@@ -31,7 +31,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-
 #: the side of the constant axis of the basis maps: wider than the blur's reflect padding (16)
 CONSTANT_SIDE = 40
 

@@ -82,6 +82,13 @@ def test_thresholds_written_again_replace_their_section_and_keep_the_others(demo
     assert text.startswith("# Benchmarks\n\nProse.\n") and "<!-- BEGIN memory -->\nkept\n" in text
 
 
+def test_tiling_sets_tiled_beside_resized_and_anomalibs_tiled(demo_root, tmp_path):
+    section, _ = _quick("tiling", demo_root, tmp_path, "--tile_size", "32", "--skip_large")
+    for run in ("| ours resized | 64×64 |", "| ours tiled | 64×64, tiles 32 |", "| anomalib tiled | 64×64, tiles 32 |"):
+        assert run in section, run
+    assert "FP32 ms/MP" in section and "INT8 ms/MP" in section
+
+
 def test_memory_fits_padim_in_fresh_processes(tmp_path):
     section, _ = _quick("memory", Path("unused"), tmp_path, "--sizes", "8")
     assert "| otx_anomaly peak RSS MiB | " in section and "| anomalib peak RSS MiB | " in section

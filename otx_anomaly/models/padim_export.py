@@ -51,7 +51,7 @@ from otx_anomaly.export_names import MAP_GENERATOR
 from otx_anomaly.models.backbone import feature_shapes
 from otx_anomaly.models.distance import ScaledMahalanobis
 from otx_anomaly.models.map_products import SeparableProducts
-from otx_anomaly.models.tiling import TILE_BATCH, TileGrid
+from otx_anomaly.models.tiling import TileGrid
 
 
 class Untile(nn.Module):
@@ -94,8 +94,7 @@ class PadimExportNetwork(nn.Module):
                 self.picks.append((f"channels_{number}", layer, tuple(shapes[layer][-2:]) != self.map_size))
             first += count
         generator = model.anomaly_map_generator  # anomalib's: its upsampling and blur, as two products
-        stitched = self.map_size if tiling is None else tuple(
-            m * i // t for m, i, t in zip(self.map_size, image_size, tiling.tile_size, strict=True))
+        stitched = self.map_size if tiling is None else tiling.stitched_size(self.map_size)
         upsample = SeparableProducts(lambda maps, size: generator.smooth_anomaly_map(generator.up_sample(maps, size)),
                                      stitched, image_size, device)
         if tiling is not None:
@@ -110,9 +109,7 @@ class PadimExportNetwork(nn.Module):
         if self.tiling is None:
             embedding = self._embedding(images)
         else:
-            groups = self.tiling.tile_batches(images)
-            sizes = [min(TILE_BATCH, len(self.tiling) - first) for first in range(0, len(self.tiling), TILE_BATCH)]
-            embedding = self.tiling.join_batches([self._embedding(group) for group in groups], sizes)
+            embedding = self.tiling.join_batches([self._embedding(group) for group in self.tiling.tile_batches(images)])
         # called as a module, so that its nodes carry its name in the exported graph
         anomaly_map = self.get_submodule(MAP_GENERATOR)(embedding)
         return InferenceBatch(pred_score=torch.amax(anomaly_map, dim=(-2, -1)), anomaly_map=anomaly_map)

@@ -89,8 +89,7 @@ def stfpm_export_network(model: STFPMModel, image_size: tuple[int, int], tiling:
     device = next(model.teacher_model.parameters()).device
     sizes = {layer: tuple(shape[-2:]) for layer, shape in shapes.items()}
     if tiling is not None:  # the stitched maps: each layer's size over the whole input
-        sizes = {layer: tuple(s * i // t for s, i, t in zip(size, image_size, tiling.tile_size, strict=True))
-                 for layer, size in sizes.items()}
+        sizes = {layer: tiling.stitched_size(size) for layer, size in sizes.items()}
     generator = UpsampledLayerMaps(sizes, image_size, device)
     network = copy.copy(model)
     network._modules = {**model._modules, MAP_GENERATOR: generator}  # noqa: SLF001 - anomalib's forward calls it

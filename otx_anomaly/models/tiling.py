@@ -131,12 +131,16 @@ class TileGrid:
         grouped = tiles.reshape(-1, len(self), *tiles.shape[1:])
         return [grouped[:, first:first + TILE_BATCH].flatten(0, 1) for first in range(0, len(self), TILE_BATCH)]
 
-    @staticmethod
-    def join_batches(parts: list[torch.Tensor], per_image: list[int]) -> torch.Tensor:
-        """Outputs of :meth:`tile_batches`' groups (``per_image`` tiles of each image in each group)
-        back in :meth:`tile`'s order."""
-        grouped = [part.reshape(-1, count, *part.shape[1:]) for part, count in zip(parts, per_image, strict=True)]
+    def join_batches(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Outputs of :meth:`tile_batches`' groups, back in :meth:`tile`'s order."""
+        counts = [min(TILE_BATCH, len(self) - first) for first in range(0, len(self), TILE_BATCH)]
+        grouped = [part.reshape(-1, count, *part.shape[1:]) for part, count in zip(parts, counts, strict=True)]
         return torch.cat(grouped, dim=1).flatten(0, 1)
+
+    def stitched_size(self, tile_map_size: Sequence[int]) -> tuple[int, int]:
+        """(height, width) of the stitched map of tile maps of ``tile_map_size`` (a layer's
+        features, a distance map): the input's size at the same fraction of the tile's."""
+        return tuple(int(m) * i // t for m, i, t in zip(tile_map_size, self.image_size, self.tile_size, strict=True))
 
     def untile(self, tiles: torch.Tensor) -> torch.Tensor:
         """Stitch ``(B * tiles, C, h, w)`` maps of the tiles into ``(B, C, H', W')``, overlaps
@@ -148,7 +152,7 @@ class TileGrid:
         if not self.overlapping:
             grid = tiles.reshape(-1, rows, columns, channels, height, width)
             return grid.permute(0, 3, 1, 4, 2, 5).reshape(-1, channels, rows * height, columns * width)
-        output = (self.image_size[0] * height // self.tile_size[0], self.image_size[1] * width // self.tile_size[1])
+        output = self.stitched_size((height, width))
         stride = (self.stride[0] * height // self.tile_size[0], self.stride[1] * width // self.tile_size[1])
         columns_ = tiles.reshape(-1, len(self), channels * height * width).transpose(1, 2)
         summed = F.fold(columns_, output, (height, width), stride=stride)

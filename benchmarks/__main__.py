@@ -3,9 +3,10 @@ repository root.
 
 Each subcommand prints its tables and writes them into its own section of ``docs/benchmarks.md``
 (``--output``), with the command, the date, the CPU and the library versions; running it again
-replaces that section only (``speed``: only this kind of CPU's). Where README.md has the summary's
-markers, its table is written again from the sections. ``--quick`` runs a small subset (the first
-dataset, PaDiM, a few images) to check that everything works; it is what the tests run.
+replaces that section only (``speed``: only this kind of CPU's; ``tiling``: only the models it ran).
+Where README.md has the summary's markers, its table is written again from the sections.
+``--quick`` runs a small subset (the first dataset, PaDiM, a few images) to check that everything
+works; it is what the tests run.
 """
 
 from __future__ import annotations
@@ -136,11 +137,17 @@ def main(argv: list[str] | None = None) -> int:
                             speed.section(args, speed_table, stages, summary, machine)])
         print(speed_table)
         write(args.output, args.readme, key, body, group="speed")
+    elif args.subcommand == "tiling":  # one table per set of models: an STFPM run keeps PaDiM's
+        tables, console = tiling.run(args, log)
+        print(console)
+        key = "tiling-" + "-".join(model.lower() for model in args.models)
+        write(args.output, args.readme, key, "\n\n".join([f"### {', '.join(args.models)}", first, _settings(args),
+                                                          tables]), group="tiling")
     else:
         if args.subcommand == "thresholds":
             tables, console = thresholds.run(args)
         else:  # fits in fresh processes, which log there
-            run = {"quality": quality.run, "tiling": tiling.run, "memory": quality.run_memory}[args.subcommand]
+            run = {"quality": quality.run, "memory": quality.run_memory}[args.subcommand]
             tables, console = run(args, log)
         print(console)
         write(args.output, args.readme, args.subcommand, "\n\n".join([first, _settings(args), tables]))

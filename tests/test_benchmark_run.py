@@ -75,6 +75,7 @@ def test_thresholds_written_again_replace_their_section_and_keep_the_others(demo
                       "<!-- BEGIN memory -->\nkept\n<!-- END memory -->\n")
     first, _ = _quick("thresholds", demo_root, tmp_path)
     assert "rule chosen on the others" in first and "mask-chosen pixel threshold" in first and "Run it." not in first
+    assert "synthetic: box AP / mask-chosen" in first, "the synthetic anomalies' box candidate"
     assert "| raw, 20 folds |" in first or "raw, 20 folds" in first, "PaDiM's candidates include the library's"
     second, _ = _quick("thresholds", demo_root, tmp_path, "--seed", "1")
     assert "--seed 1" in second and "--seed 1" not in first
@@ -87,6 +88,7 @@ def test_tiling_sets_tiled_beside_resized_and_anomalibs_tiled(demo_root, tmp_pat
     for run in ("| ours resized | 64×64 |", "| ours tiled | 64×64, tiles 32 |", "| anomalib tiled | 64×64, tiles 32 |"):
         assert run in section, run
     assert "FP32 ms/MP" in section and "INT8 ms/MP" in section
+    assert "<!-- BEGIN tiling-padim -->\n### Padim\n" in section, "PaDiM's own table: an STFPM run keeps it"
 
 
 def test_memory_fits_padim_in_fresh_processes(tmp_path):
